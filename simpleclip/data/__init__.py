@@ -1,0 +1,37 @@
+"""The data layer: Flickr8k (real or synthetic) from caption files to training batches.
+
+``captions`` reads both caption formats, ``splits`` assigns images to train/dev/test,
+``images`` decodes photos safely, ``transforms`` prepares pixels for an encoder, ``dataset``
+builds the PyTorch dataset, ``synthetic`` writes the built-in shapes set and ``download``
+fetches the real archives. Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
+"""
+
+from simpleclip.data.captions import CaptionFormatError, read_captions
+from simpleclip.data.dataset import (
+    CaptionDataset,
+    find_captions_file,
+    find_images_dir,
+    load_split,
+)
+from simpleclip.data.images import ImageLoadError, find_unreadable_images, load_rgb
+from simpleclip.data.splits import SPLIT_FILES, split_images
+from simpleclip.data.synthetic import make_synthetic
+from simpleclip.data.transforms import ImagePreprocessing, build_transforms, denormalize
+
+__all__ = [
+    "SPLIT_FILES",
+    "CaptionDataset",
+    "CaptionFormatError",
+    "ImageLoadError",
+    "ImagePreprocessing",
+    "build_transforms",
+    "denormalize",
+    "find_captions_file",
+    "find_images_dir",
+    "find_unreadable_images",
+    "load_rgb",
+    "load_split",
+    "make_synthetic",
+    "read_captions",
+    "split_images",
+]

@@ -1,0 +1,108 @@
+"""Read Flickr8k caption files into a tidy table: one row per (image, caption).
+
+Two formats are found in the wild and both are read here:
+
+* Kaggle ``captions.txt``: CSV with header ``image,caption``; captions may hold commas and
+  quotes (CSV-quoted, with doubled quotes).
+* The original ``Flickr8k.token.txt``: ``<image>#<n><TAB><caption>``; captions may hold ``#``.
+
+Taught in ``notebooks/01_flickr8k_dataset.ipynb``. Dataset: Hodosh, Young & Hockenmaier,
+"Framing Image Description as a Ranking Task", JAIR 47 (2013).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = ["image", "caption_id", "caption"]
+
+
+class CaptionFormatError(ValueError):
+    """A caption file line that is neither valid CSV nor valid token format."""
+
+
+def read_captions(path: str | Path, images_dir: str | Path | None = None) -> pd.DataFrame:
+    """Read a caption file in either format.
+
+    Args:
+        path: ``captions.txt`` (CSV) or ``Flickr8k.token.txt`` (tab-separated).
+        images_dir: if given, rows whose image file is not in this folder are dropped, with one
+            warning that counts them, so a partial download still works.
+
+    Returns:
+        A DataFrame with columns ``image``, ``caption_id`` (0-4, the caption's number for its
+        image), ``caption``, in file order. Whitespace is stripped.
+
+    Raises:
+        CaptionFormatError: a malformed line; the message names the file and the line number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Caption file not found: {path}")
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        first = f.readline()
+        f.seek(0)
+        rows = list(_read_csv(f, path) if _is_csv_header(first) else _read_token(f, path))
+    table = pd.DataFrame(rows, columns=COLUMNS).astype({"caption_id": "int64"})
+    if images_dir is not None:
+        table = _drop_missing_images(table, Path(images_dir), path)
+    return table
+
+
+def _is_csv_header(line: str) -> bool:
+    return line.strip().replace(" ", "").lower() == "image,caption"
+
+
+def _read_csv(f, path: Path) -> Iterator[tuple[str, int, str]]:
+    """Kaggle format; the caption number is the running count of each image's captions."""
+    reader = csv.reader(f)
+    next(reader)  # header
+    seen: dict[str, int] = defaultdict(int)
+    for row in reader:
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise CaptionFormatError(
+                f"{path}, line {reader.line_num}: expected 2 CSV fields 'image,caption' "
+                f"(quote captions that contain commas), got {row!r}"
+            )
+        image = row[0].strip()
+        yield image, seen[image], row[1].strip()
+        seen[image] += 1
+
+
+def _read_token(f, path: Path) -> Iterator[tuple[str, int, str]]:
+    """Original format; the caption number is written after ``#`` in the key."""
+    for line_number, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        key, tab, caption = line.partition("\t")
+        image, hash_sign, number = key.strip().rpartition("#")
+        if not (tab and hash_sign and image and number.isdigit() and caption.strip()):
+            raise CaptionFormatError(
+                f"{path}, line {line_number}: expected '<image>#<n><TAB><caption>' "
+                f"or a CSV file with header 'image,caption', got {line.rstrip()!r}"
+            )
+        yield image, int(number), caption.strip()
+
+
+def _drop_missing_images(table: pd.DataFrame, images_dir: Path, path: Path) -> pd.DataFrame:
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"Images folder not found: {images_dir}")
+    present = set(os.listdir(images_dir))
+    keep = table["image"].isin(present)
+    if not keep.all():
+        missing = table.loc[~keep, "image"]
+        warnings.warn(
+            f"{len(missing)} captions of {missing.nunique()} images listed in {path.name} have "
+            f"no file in {images_dir} and were dropped (a partial download?).",
+            stacklevel=3,  # point at the caller of read_captions
+        )
+    return table[keep].reset_index(drop=True)

@@ -1,0 +1,172 @@
+"""The PyTorch dataset: (image tensor, caption token ids) pairs, and the batch collate.
+
+Captions are tokenized once, when the dataset is built, not at every step. Two ways to walk
+the data: ``pairs="all"`` visits all 5 (image, caption) pairs per epoch; ``pairs="one_per_image"``
+visits each image once with one of its captions, chosen afresh each epoch (``set_epoch``), so a
+batch never holds the same image twice. Each item also carries ``image_id`` and ``text_id``
+(identical caption strings share one), which the multi-positive loss uses.
+Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from simpleclip.data.captions import read_captions
+from simpleclip.data.images import find_unreadable_images, load_rgb
+from simpleclip.data.splits import canonical_split, split_images
+from simpleclip.data.transforms import ImagePreprocessing, build_transforms
+
+CAPTION_FILES = ("captions.txt", "Flickr8k.token.txt")  # Kaggle, then original
+IMAGE_DIRS = ("Images", "Flicker8k_Dataset", "Flickr8k_Dataset")  # the original zip's typo
+Pairs = Literal["all", "one_per_image"]
+
+
+def find_captions_file(root: str | Path) -> Path:
+    """The caption file of a dataset folder, in either format."""
+    for name in CAPTION_FILES:
+        if (Path(root) / name).is_file():
+            return Path(root) / name
+    raise FileNotFoundError(
+        f"No caption file in {root}: expected {' or '.join(CAPTION_FILES)}. Get the data with "
+        f"`simpleclip download flickr8k --root {root}` or make the synthetic set with "
+        f"`simpleclip make-synthetic --out {root}`."
+    )
+
+
+def find_images_dir(root: str | Path) -> Path:
+    """The image folder of a dataset folder (``Images/``, or the original archive's name)."""
+    for name in IMAGE_DIRS:
+        if (Path(root) / name).is_dir():
+            return Path(root) / name
+    raise FileNotFoundError(f"No image folder in {root}: expected one of {', '.join(IMAGE_DIRS)}.")
+
+
+def load_split(root: str | Path, split: str | None, seed: int = 0) -> pd.DataFrame:
+    """Captions of one split (``train``, ``dev``/``val``, ``test``; ``None`` for all).
+
+    Images absent from the folder are dropped with a warning (see ``read_captions``).
+    """
+    table = read_captions(find_captions_file(root), find_images_dir(root))
+    if split is None:
+        return table
+    chosen = split_images(table["image"].unique(), root, seed=seed)[canonical_split(split)]
+    return table[table["image"].isin(set(chosen))].reset_index(drop=True)
+
+
+class CaptionDataset(Dataset):
+    """Image-caption pairs from a caption table.
+
+    Args:
+        captions: rows with ``image`` and ``caption`` (e.g. from ``load_split``).
+        images_dir: folder holding the image files.
+        tokenizer: a Hugging Face tokenizer; its ``pad_token_id`` pads batches.
+        transform: albumentations pipeline (``build_transforms``); default: eval, ImageNet.
+        pairs: ``"all"`` or ``"one_per_image"`` (see the module docstring).
+        max_length: truncate captions to this many tokens (default: the tokenizer's limit).
+        skip_bad_images: drop missing or undecodable images (one warning that counts them)
+            instead of raising. Decodes every image once, so it costs a pass over the data.
+        seed: seeds the caption choice of ``one_per_image``.
+    """
+
+    def __init__(
+        self,
+        captions: pd.DataFrame,
+        images_dir: str | Path,
+        tokenizer: Any,
+        transform: Any = None,
+        pairs: Pairs = "all",
+        max_length: int | None = None,
+        skip_bad_images: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if pairs not in ("all", "one_per_image"):
+            raise ValueError(f"pairs must be 'all' or 'one_per_image', got {pairs!r}")
+        self.images_dir = Path(images_dir)
+        self.transform = transform or build_transforms(ImagePreprocessing(), train=False)
+        self.pairs, self.seed = pairs, seed
+        captions = self._drop_or_refuse_bad_images(captions, skip_bad_images)
+        if captions.empty:
+            raise ValueError("No captions left: the caption table is empty for these images.")
+        self.image_names: list[str] = list(dict.fromkeys(captions["image"]))
+        index_of = {name: i for i, name in enumerate(self.image_names)}
+        self.captions: list[str] = captions["caption"].tolist()
+        self.caption_image = captions["image"].map(index_of).to_numpy()  # (N_captions,)
+        texts = pd.Series(self.captions).str.lower().str.strip()
+        self.caption_text_id = pd.factorize(texts)[0]  # identical strings, one id
+        self.token_ids = tokenizer(self.captions, truncation=True, max_length=max_length)[
+            "input_ids"
+        ]
+        self.pad_token_id = tokenizer.pad_token_id
+        order = np.argsort(self.caption_image, kind="stable")
+        counts = np.bincount(self.caption_image, minlength=len(self.image_names))
+        self.captions_of_image = np.split(order, np.cumsum(counts)[:-1])
+        self.set_epoch(0)
+
+    def _drop_or_refuse_bad_images(self, captions: pd.DataFrame, skip: bool) -> pd.DataFrame:
+        names = captions["image"].unique()
+        present = set(os.listdir(self.images_dir)) if self.images_dir.is_dir() else set()
+        bad = [n for n in names if n not in present]
+        if skip:
+            readable = [n for n in names if n in present]
+            bad += [p.name for p in find_unreadable_images(self.images_dir / n for n in readable)]
+            if bad:
+                warnings.warn(f"Skipped {len(bad)} missing or unreadable images.", stacklevel=3)
+            return captions[~captions["image"].isin(set(bad))].reset_index(drop=True)
+        if bad:
+            raise FileNotFoundError(
+                f"{len(bad)} images are missing from {self.images_dir}, e.g. {bad[:3]}. "
+                "Pass images_dir to read_captions to drop them, or skip_bad_images=True."
+            )
+        return captions
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose each image's caption for this epoch (``one_per_image``); deterministic."""
+        rng = np.random.default_rng([self.seed, epoch])
+        self._chosen = [int(rng.choice(c)) for c in self.captions_of_image]
+
+    def __len__(self) -> int:
+        return len(self.captions) if self.pairs == "all" else len(self.image_names)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        caption = index if self.pairs == "all" else self._chosen[index]
+        image_index = int(self.caption_image[caption])
+        return {
+            "image": self.load_image(image_index),
+            "input_ids": torch.tensor(self.token_ids[caption], dtype=torch.long),
+            "image_id": image_index,
+            "text_id": int(self.caption_text_id[caption]),
+        }
+
+    def load_image(self, image_index: int) -> torch.Tensor:
+        """Decode and transform one image: (3, S, S) float tensor."""
+        pixels = np.asarray(load_rgb(self.images_dir / self.image_names[image_index]))
+        return self.transform(image=pixels)["image"]
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Stack images and pad captions to the longest one in the batch.
+
+        Shapes: images (B, 3, S, S); input_ids and attention_mask (B, L); image_ids, text_ids (B,).
+        """
+        longest = max(len(item["input_ids"]) for item in items)
+        input_ids = torch.full((len(items), longest), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
+        for row, item in enumerate(items):
+            n = len(item["input_ids"])
+            input_ids[row, :n] = item["input_ids"]
+            attention_mask[row, :n] = 1
+        return {
+            "images": torch.stack([item["image"] for item in items]),
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "image_ids": torch.tensor([item["image_id"] for item in items]),
+            "text_ids": torch.tensor([item["text_id"] for item in items]),
+        }

@@ -1,0 +1,61 @@
+"""Open any photo as a plain RGB image, or say clearly which file is broken.
+
+Real collections hold grayscale, palette, CMYK and transparent images; an encoder wants
+3-channel RGB. Transparent pixels are composited onto white, because their hidden colour
+values are arbitrary. Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+
+class ImageLoadError(RuntimeError):
+    """An image file that is missing, truncated or not an image; the message names it."""
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Decode ``path`` fully and return it as an RGB ``PIL.Image``.
+
+    Raises:
+        ImageLoadError: the file is missing or cannot be decoded (names the file).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now, so a truncated file fails here and not later
+            return _to_rgb(image)
+    except FileNotFoundError as err:
+        raise ImageLoadError(f"Image file not found: {path}") from err
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ImageLoadError(
+            f"Cannot decode image {path}: {err}. Re-download it, delete it, or pass "
+            "skip_bad_images=True to skip unreadable images."
+        ) from err
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def find_unreadable_images(paths: Iterable[Path], progress: bool = True) -> list[Path]:
+    """Decode every file once and return those that fail (slow: a full pass over the data)."""
+    paths = list(paths)
+    bad = []
+    for path in tqdm(paths, desc="checking images", disable=not progress, leave=False):
+        try:
+            load_rgb(path)
+        except ImageLoadError:
+            bad.append(path)
+    return bad

@@ -1,0 +1,177 @@
+"""Image decoding, transforms, the dataset's two sampling modes, collate, and bad images."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from simpleclip.data import (
+    CaptionDataset,
+    ImageLoadError,
+    ImagePreprocessing,
+    build_transforms,
+    denormalize,
+    load_rgb,
+    load_split,
+)
+
+SMALL = ImagePreprocessing(input_size=32, mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=1.0)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "RGBA", "LA", "I;16"])
+def test_load_rgb_converts_every_mode(tmp_path: Path, mode: str) -> None:
+    source = Image.new("RGB", (8, 6), (200, 30, 30)).convert(mode)
+    path = tmp_path / ("x.tiff" if mode in ("CMYK", "I;16") else "x.png")
+    source.save(path)
+    image = load_rgb(path)
+    assert image.mode == "RGB" and image.size == (8, 6)
+
+
+def test_transparent_pixels_become_white(tmp_path: Path) -> None:
+    rgba = Image.new("RGBA", (4, 4), (0, 0, 0, 0))  # fully transparent black
+    rgba.putpixel((0, 0), (255, 0, 0, 255))
+    rgba.save(tmp_path / "a.png")
+    pixels = np.asarray(load_rgb(tmp_path / "a.png"))
+    assert pixels[0, 0].tolist() == [255, 0, 0] and pixels[3, 3].tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", "truncated"])
+def test_bad_image_error_names_the_file(tmp_path: Path, content) -> None:
+    path = tmp_path / "broken.jpg"
+    if content == "truncated":
+        Image.new("RGB", (64, 64), (1, 2, 3)).save(path, quality=95)
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ImageLoadError, match=r"broken\.jpg"):
+        load_rgb(path)
+
+
+def test_eval_transform_shape_and_normalisation_round_trip() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+    pre = ImagePreprocessing(input_size=40, mean=(0.2, 0.3, 0.4), std=(0.5, 0.6, 0.7), crop_pct=1)
+    tensor = build_transforms(pre, train=False)(image=pixels)["image"]
+    assert tensor.shape == (3, 40, 40) and tensor.dtype == torch.float32
+    crop = pixels[:, 4:44]  # short side already 40: the centre crop only trims the width
+    assert np.abs(denormalize(tensor, pre).astype(int) - crop).max() <= 1
+
+
+def test_train_transform_keeps_left_right_and_hue() -> None:
+    """No flip, no hue shift: a red left half stays red and on the left."""
+    pixels = np.zeros((64, 64, 3), dtype=np.uint8)
+    pixels[:, :32] = (220, 20, 20)
+    pixels[:, 32:] = (20, 20, 220)
+    transform = build_transforms(SMALL, train=True)
+    for _ in range(20):
+        out = denormalize(transform(image=pixels)["image"], SMALL).astype(int)
+        left, right = out[:, :8].mean(axis=(0, 1)), out[:, -8:].mean(axis=(0, 1))
+        assert left[0] > left[2] and right[2] > right[0]
+
+
+def make_dataset(root: Path, tokenizer, **kwargs) -> CaptionDataset:
+    captions = load_split(root, "train")
+    transform = build_transforms(SMALL, train=False)
+    return CaptionDataset(captions, root / "Images", tokenizer, transform, **kwargs)
+
+
+def test_all_pairs_mode_visits_every_caption_once(synthetic_root: Path, tiny_tokenizer) -> None:
+    data = make_dataset(synthetic_root, tiny_tokenizer)
+    n_images = len(data.image_names)
+    assert len(data) == 5 * n_images
+    item = data[7]
+    assert item["image"].shape == (3, 32, 32)
+    decoded = tiny_tokenizer.decode(item["input_ids"], skip_special_tokens=True)
+    assert decoded == data.captions[7].lower()
+    assert item["image_id"] == data.caption_image[7]
+
+
+def test_one_per_image_mode_has_no_duplicate_images_and_varies_by_epoch(
+    synthetic_root: Path, tiny_tokenizer
+) -> None:
+    data = make_dataset(synthetic_root, tiny_tokenizer, pairs="one_per_image", seed=1)
+    assert len(data) == len(data.image_names)
+    batch = data.collate([data[i] for i in range(len(data))])
+    assert batch["image_ids"].unique().numel() == len(data)
+    epoch0 = list(data._chosen)
+    data.set_epoch(1)
+    assert data._chosen != epoch0
+    data.set_epoch(0)
+    assert data._chosen == epoch0  # deterministic: resuming reproduces the epoch
+    for image, caption in enumerate(data._chosen):  # each choice is one of its own captions
+        assert data.caption_image[caption] == image
+
+
+def test_tokenized_once_and_collate_pads_to_longest(
+    synthetic_root: Path, tiny_tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_dataset(synthetic_root, tiny_tokenizer)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("captions were tokenized again at batch time")
+
+    monkeypatch.setattr(type(tiny_tokenizer), "__call__", refuse)
+    batch = next(iter(DataLoader(data, batch_size=8, collate_fn=data.collate)))
+    lengths = [len(data.token_ids[i]) for i in range(8)]
+    assert batch["input_ids"].shape == (8, max(lengths))
+    assert batch["attention_mask"].sum(1).tolist() == lengths
+    pad = batch["input_ids"][batch["attention_mask"] == 0]
+    assert (pad == tiny_tokenizer.pad_token_id).all()
+    assert batch["images"].shape == (8, 3, 32, 32)
+
+
+def test_identical_captions_share_a_text_id(synthetic_root: Path, tiny_tokenizer) -> None:
+    data = make_dataset(synthetic_root, tiny_tokenizer)
+    texts = [c.lower().strip() for c in data.captions]
+    for a, b in [(0, 1), (2, 2), *[(i, j) for i in range(30) for j in range(30)]]:
+        assert (texts[a] == texts[b]) == (data.caption_text_id[a] == data.caption_text_id[b])
+
+
+@pytest.fixture
+def damaged_root(synthetic_root: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "damaged"
+    shutil.copytree(synthetic_root, root)
+    names = load_split(root, "train")["image"].unique()
+    (root / "Images" / names[0]).write_bytes(b"garbage")
+    (root / "Images" / names[1]).unlink()
+    return root
+
+
+def test_corrupt_image_raises_clear_error_even_in_a_worker(damaged_root: Path, tiny_tokenizer):
+    with pytest.warns(UserWarning, match="5 captions of 1 images"):
+        captions = load_split(damaged_root, "train")  # drops the deleted image
+    data = CaptionDataset(captions, damaged_root / "Images", tiny_tokenizer)
+    bad = data.image_names[0]
+    loader = DataLoader(data, batch_size=4, num_workers=1, collate_fn=data.collate)
+    with pytest.raises(ImageLoadError, match=bad):
+        next(iter(loader))
+
+
+def test_missing_image_is_refused_up_front(damaged_root: Path, synthetic_root, tiny_tokenizer):
+    captions = load_split(synthetic_root, "train")  # the caption table of the intact set
+    with pytest.raises(FileNotFoundError, match="1 images are missing"):
+        CaptionDataset(captions, damaged_root / "Images", tiny_tokenizer)
+
+
+def test_skip_bad_images_drops_and_counts(damaged_root: Path, synthetic_root, tiny_tokenizer):
+    captions = load_split(synthetic_root, "train")
+    with pytest.warns(UserWarning, match="Skipped 2 missing or unreadable images"):
+        data = CaptionDataset(
+            captions, damaged_root / "Images", tiny_tokenizer, skip_bad_images=True
+        )
+    assert len(data.image_names) == captions["image"].nunique() - 2
+    batch = data.collate([data[i] for i in range(len(data))])  # every remaining image decodes
+    assert batch["images"].shape[0] == len(data)
+
+
+def test_real_photos_load_through_the_dataset(shared_flickr: Path, tiny_tokenizer) -> None:
+    with pytest.warns(UserWarning):
+        captions = load_split(shared_flickr, "test")
+    data = CaptionDataset(captions, shared_flickr / "Images", tiny_tokenizer)
+    assert len(data.image_names) == 125 and len(data) == 625
+    assert data[0]["image"].shape == (3, 224, 224)
