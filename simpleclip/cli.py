@@ -32,6 +32,39 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("dataset", choices=["flickr8k"], help="which dataset")
     download.add_argument("--root", type=Path, default=Path("data/flickr8k"), help="target folder")
     download.set_defaults(run=run_download)
+
+    demo = commands.add_parser("demo", help="train a tiny CLIP on synthetic shapes (CPU, ~1 min)")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    demo.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="KEY=VALUE", help="config override, e.g. train.epochs=5")
+    demo.set_defaults(run=run_demo)
+
+    train = commands.add_parser("train", help="train a CLIP model from a config")
+    train.add_argument("--config", default="synthetic_tiny",
+                       help="a YAML file, or a name in configs/ (default: synthetic_tiny)")
+    train.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="override, e.g. --set train.epochs=3 (repeatable)")
+    train.add_argument("--frozen", action="store_true",
+                       help="freeze both encoders: train only the heads and the temperature")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUT_DIR/last exactly where it stopped")
+    train.set_defaults(run=run_train)
+
+    evaluate = commands.add_parser("eval", help="Recall@K of a checkpoint on a split")
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help="a saved model folder")
+    evaluate.add_argument("--data", type=Path, required=True, help="dataset folder")
+    evaluate.add_argument("--split", default="test", help="train, dev (val) or test")
+    evaluate.add_argument("--out", type=Path, default=None,
+                          help="metrics.json path (default: CHECKPOINT/metrics_SPLIT.json)")
+    evaluate.set_defaults(run=run_eval)
+
+    from simpleclip.clip_arch import validate
+
+    check = commands.add_parser(
+        "validate-clip", help="compare our CLIP with transformers' on real weights (online)"
+    )
+    validate.add_arguments(check)
+    check.set_defaults(run=validate.run)
     return parser
 
 
@@ -58,6 +91,51 @@ def run_download(args: argparse.Namespace) -> int:
 
     root = download_flickr8k(args.root)
     print(describe_dataset(root))
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from simpleclip.demo import run_demo as demo
+
+    demo(args.out, args.overrides)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from simpleclip.config import load_config
+    from simpleclip.evaluate import format_recall_table
+    from simpleclip.train import train
+
+    frozen = ["image.trainable=false", "text.trainable=false"] if args.frozen else []
+    config = load_config(args.config, [*frozen, *args.overrides])
+    result = train(config, resume=args.resume)
+    if result.history:
+        print(format_recall_table(result.history[-1]["val"]))
+    print(f"Done in {result.seconds:.0f} s: {result.out_dir}/best, last, metrics.jsonl")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from simpleclip.data import CaptionDataset, build_transforms, load_split
+    from simpleclip.data.dataset import find_images_dir
+    from simpleclip.evaluate import evaluate, format_recall_table
+    from simpleclip.model import CLIPModel
+
+    model = CLIPModel.load(args.checkpoint)
+    dataset = CaptionDataset(
+        load_split(args.data, args.split), find_images_dir(args.data), model.tokenizer,
+        build_transforms(model.image_encoder.preprocessing, train=False),
+        max_length=model.config.data.max_length,
+    )  # fmt: skip
+    start = time.perf_counter()
+    metrics = evaluate(model, dataset)
+    metrics["eval_seconds"] = round(time.perf_counter() - start, 2)
+    out = args.out or args.checkpoint / f"metrics_{args.split}.json"
+    out.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(format_recall_table(metrics))
+    print(f"Wrote {out}")
     return 0
 
 

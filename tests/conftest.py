@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# These VMs report AMX but do not enable it: oneDNN's bf16/fp16 CPU kernels then die with
+# "Illegal instruction". Cap the instruction set before the first oneDNN call.
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_FP16")
 # An accidental hub download must fail loudly instead of hanging on a closed network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -3,8 +3,10 @@
 Captions are tokenized once, when the dataset is built, not at every step. Two ways to walk
 the data: ``pairs="all"`` visits all 5 (image, caption) pairs per epoch; ``pairs="one_per_image"``
 visits each image once with one of its captions, chosen afresh each epoch (``set_epoch``), so a
-batch never holds the same image twice. Each item also carries ``image_id`` and ``text_id``
-(identical caption strings share one), which the multi-positive loss uses.
+batch never holds the same image twice. Random augmentations are seeded from (seed, epoch,
+index): reproducible runs, exact resumes, and different draws in each DataLoader worker.
+Each item also carries ``image_id`` and ``text_id`` (identical caption strings share one),
+which the multi-positive loss uses.
 Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 """
 
@@ -130,6 +132,7 @@ class CaptionDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Choose each image's caption for this epoch (``one_per_image``); deterministic."""
+        self.epoch = epoch
         rng = np.random.default_rng([self.seed, epoch])
         self._chosen = [int(rng.choice(c)) for c in self.captions_of_image]
 
@@ -140,15 +143,18 @@ class CaptionDataset(Dataset):
         caption = index if self.pairs == "all" else self._chosen[index]
         image_index = int(self.caption_image[caption])
         return {
-            "image": self.load_image(image_index),
+            "image": self.load_image(image_index, augment_seed=index),
             "input_ids": torch.tensor(self.token_ids[caption], dtype=torch.long),
             "image_id": image_index,
             "text_id": int(self.caption_text_id[caption]),
         }
 
-    def load_image(self, image_index: int) -> torch.Tensor:
+    def load_image(self, image_index: int, augment_seed: int | None = None) -> torch.Tensor:
         """Decode and transform one image: (3, S, S) float tensor."""
         pixels = np.asarray(load_rgb(self.images_dir / self.image_names[image_index]))
+        if augment_seed is not None and hasattr(self.transform, "set_random_seed"):
+            state = np.random.SeedSequence([self.seed, self.epoch, augment_seed]).generate_state(1)
+            self.transform.set_random_seed(int(state[0]))
         return self.transform(image=pixels)["image"]
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,180 @@
+"""Run configuration: nested dataclasses, loaded from YAML, overridden with ``key=value``.
+
+One config describes a whole run: data, the two encoders, the heads, the loss and training.
+Defaults describe the classic one-GPU run (ResNet-50 + DistilBERT on Flickr8k); named configs
+live in ``configs/*.yaml``. Overrides use one syntax everywhere, ``train.lr=3e-4``, type-checked
+against the dataclass fields (no ``exec``). The resolved config is saved with every run and
+every checkpoint, so a model reloads without guessing. Taught in ``notebooks/06_training.ipynb``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/flickr8k"  # dataset folder in the Flickr8k layout
+    synthetic_images: int = 0  # > 0: build the synthetic set of this size at root if missing
+    pairs: str = "all"  # "all" 5 pairs per image per epoch, or "one_per_image"
+    max_length: int = 32  # tokens per caption (Flickr8k captions rarely exceed 30)
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # area range of the train random crop
+    color_jitter: float = 0.2  # brightness/contrast/saturation jitter; hue never
+    num_workers: int = 4  # DataLoader worker processes
+
+
+@dataclass
+class ImageConfig:
+    name: str = "resnet50"  # a preset of simpleclip.encoders or any timm model name
+    pretrained: bool = True  # start from pretrained weights
+    trainable: bool = True  # False freezes the backbone (BatchNorm statistics too)
+    pooling: str = "avg"  # "avg" or CLIP's "attention" pooling (CNNs)
+    lr: float = 1e-4  # learning rate of the backbone
+
+
+@dataclass
+class TextConfig:
+    name: str = "distilbert-base-uncased"  # a preset, a hub id or a local folder
+    pretrained: bool = True  # start from pretrained weights
+    trainable: bool = True  # False freezes the transformer
+    pooling: str | None = None  # "cls" or "mean"; None: the preset's own
+    lr: float = 1e-5  # learning rate of the transformer
+    vocab_size: int = 1000  # tiny encoder only: WordPiece vocabulary trained on the captions
+
+
+@dataclass
+class HeadConfig:
+    kind: str = "mlp"  # "mlp" (the tutorial's head), "linear" or "none"
+    embed_dim: int = 256  # width of the shared embedding space
+    dropout: float = 0.1  # dropout inside the mlp head
+    lr: float = 1e-3  # learning rate of the heads and the temperature
+
+
+@dataclass
+class LossConfig:
+    multi_positive: bool = True  # duplicates of an image or caption in a batch are positives
+    init_temperature: float = 0.07  # CLIP's starting temperature
+    learn_temperature: bool = True  # False keeps the temperature fixed
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5  # passes over the training split
+    batch_size: int = 128  # pairs per step: also the number of negatives per pair
+    weight_decay: float = 0.01  # AdamW decay of weight matrices (not biases, norms, scale)
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to zero
+    grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
+    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 elsewhere), fp32, bf16, fp16
+    device: str = "auto"  # auto (cuda, then mps, then cpu), or a torch device string
+    seed: int = 0  # same seed, same result on CPU
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    out_dir: str = "runs/clip"  # where checkpoints, metrics and the config go
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the dataclasses."""
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def find_config(name: str | Path) -> Path:
+    """A config file by path, or by name in the repository's ``configs/`` folder."""
+    for candidate in (Path(name), CONFIG_DIR / name, CONFIG_DIR / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))) or "none found"
+    raise FileNotFoundError(f"No config {name!r}: not a file, and not in {CONFIG_DIR} ({known}).")
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Defaults, updated by a YAML file, updated by ``section.key=value`` overrides."""
+    config = Config()
+    if path is not None:
+        path = find_config(path)
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+        config = merge(config, raw, source=str(path))
+    return apply_overrides(config, overrides)
+
+
+def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
+    """Apply ``section.key=value`` strings; values are parsed as YAML, then type-checked."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        section, name = key.strip().split(".", 1)
+        config = merge(config, {section: {name: yaml.safe_load(text)}}, source=f"--set {item}")
+    return config
+
+
+def merge(config: Any, updates: dict[str, Any], source: str) -> Any:
+    """A copy of dataclass ``config`` with ``updates`` (nested dicts) checked and applied."""
+    hints = typing.get_type_hints(type(config))
+    changes = {}
+    for key, value in updates.items():
+        if key not in hints:
+            valid = ", ".join(hints)
+            raise ConfigError(f"{source}: unknown key {key!r} in {type(config).__name__}; "
+                              f"valid keys: {valid}")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {key} must be a mapping")
+            changes[key] = merge(current, value, source)
+        else:
+            changes[key] = _check_type(value, hints[key], f"{source}: {key}")
+    return dataclasses.replace(config, **changes)
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    """Return ``value`` converted to ``hint`` if that is lossless, else raise ConfigError."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _check_type(value, next(a for a in args if a is not type(None)), where)
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"{where} must be a list of {len(args)} values, got {value!r}")
+        return tuple(_check_type(v, a, where) for v, a in zip(value, args, strict=True))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{where} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """Plain nested dict (tuples become lists), ready for YAML or JSON."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return list(value) if isinstance(value, tuple) else value
+
+    return plain(dataclasses.asdict(config))
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

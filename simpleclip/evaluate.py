@@ -1,0 +1,155 @@
+"""Retrieval evaluation: Recall@K in both directions, the standard way for Flickr8k.
+
+Each image of a split is encoded once and each caption once. Then:
+
+* text -> image: every caption ranks all images; a hit if its own image is in the top K.
+* image -> text: every image ranks all captions; a hit if any of its 5 captions is in the top K.
+
+Ties with a wrong answer count against the model (it ranks above the right one), so a
+collapsed model that maps everything to one point scores 0, not 1. Similarities are computed in
+chunks, so memory stays bounded for large splits. Taught in ``notebooks/07_evaluation.ipynb``.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from simpleclip.data import CaptionDataset
+
+KS = (1, 5, 10)
+
+
+@dataclass
+class Embeddings:
+    """Every image and every caption of a split, encoded once."""
+
+    image_embeds: torch.Tensor  # (N_images, E), unit length
+    text_embeds: torch.Tensor  # (N_captions, E), unit length
+    caption_image: torch.Tensor  # (N_captions,) index of each caption's image
+
+
+class _Images(Dataset):
+    """Each image of a CaptionDataset once, with the eval transform."""
+
+    def __init__(self, dataset: CaptionDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset.image_names)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.dataset.load_image(index)
+
+
+@torch.no_grad()
+def compute_embeddings(
+    model: torch.nn.Module,
+    dataset: CaptionDataset,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> Embeddings:
+    """Encode a split with ``model.encode_image`` / ``model.encode_text`` (eval mode, no grad).
+
+    On CUDA this runs under bf16 autocast; embeddings come back as float32 on the CPU.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    )
+    images = DataLoader(_Images(dataset), batch_size=batch_size, num_workers=num_workers)
+    image_chunks, text_chunks = [], []
+    with autocast:
+        for batch in tqdm(images, desc="encoding images", disable=not progress, leave=False):
+            image_chunks.append(model.encode_image(batch.to(device)).float().cpu())
+        for start in range(0, len(dataset.captions), batch_size):
+            ids = dataset.token_ids[start : start + batch_size]
+            batch = dataset.collate([_text_item(t) for t in ids])
+            embeds = model.encode_text(
+                batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            )
+            text_chunks.append(embeds.float().cpu())
+    model.train(was_training)
+    return Embeddings(
+        torch.cat(image_chunks), torch.cat(text_chunks), torch.tensor(dataset.caption_image)
+    )
+
+
+def _text_item(token_ids: list[int]) -> dict:
+    """A collate-ready item without an image (image fields are filled with placeholders)."""
+    return {"input_ids": torch.tensor(token_ids), "image": torch.zeros(0), "image_id": 0,
+            "text_id": 0}
+
+
+def retrieval_ranks(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    caption_image: torch.Tensor,
+    chunk_size: int = 1024,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank (1 = best) of the right answer for every caption and every image.
+
+    Shapes:
+        image_embeds (N_i, E), text_embeds (N_c, E), caption_image (N_c,)
+        -> text_to_image (N_c,), image_to_text (N_i,)
+    """
+    t2i = []
+    for start in range(0, len(text_embeds), chunk_size):
+        sims = text_embeds[start : start + chunk_size] @ image_embeds.T  # (C, N_i)
+        own = sims.gather(1, caption_image[start : start + chunk_size, None])  # (C, 1)
+        t2i.append((sims >= own).sum(1))  # ties count against the model
+    i2t = []
+    for start in range(0, len(image_embeds), chunk_size):
+        sims = image_embeds[start : start + chunk_size] @ text_embeds.T  # (C, N_c)
+        images = torch.arange(start, start + len(sims))
+        positive = caption_image[None, :] == images[:, None]  # (C, N_c)
+        best = sims.masked_fill(~positive, float("-inf")).amax(1, keepdim=True)  # (C, 1)
+        negatives = sims.masked_fill(positive, float("-inf"))  # its own captions never count
+        i2t.append((negatives >= best).sum(1) + 1)
+    return torch.cat(t2i), torch.cat(i2t)
+
+
+def recall_from_ranks(ranks: torch.Tensor, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """Recall@K for each K, plus median and mean rank."""
+    ranks = ranks.float()
+    metrics = {f"R@{k}": (ranks <= k).float().mean().item() for k in ks}
+    metrics["median_rank"] = ranks.median().item()
+    metrics["mean_rank"] = ranks.mean().item()
+    return metrics
+
+
+def retrieval_metrics(embeddings: Embeddings, chunk_size: int = 1024) -> dict:
+    """The evaluation table: ``{"t2i": {...}, "i2t": {...}, "n_images": .., "n_captions": ..}``."""
+    t2i, i2t = retrieval_ranks(
+        embeddings.image_embeds, embeddings.text_embeds, embeddings.caption_image, chunk_size
+    )
+    return {
+        "t2i": recall_from_ranks(t2i),
+        "i2t": recall_from_ranks(i2t),
+        "n_images": len(embeddings.image_embeds),
+        "n_captions": len(embeddings.text_embeds),
+    }
+
+
+def evaluate(model: torch.nn.Module, dataset: CaptionDataset, batch_size: int = 256) -> dict:
+    """Encode a split once and return its retrieval metrics."""
+    return retrieval_metrics(compute_embeddings(model, dataset, batch_size))
+
+
+def format_recall_table(metrics: dict) -> str:
+    """A small fixed-width table of the metrics, for the terminal."""
+    header = f"{'direction':<16}" + "".join(f"{k:>8}" for k in ("R@1", "R@5", "R@10")) + "  med r"
+    rows = [header]
+    for key, name in (("t2i", "text -> image"), ("i2t", "image -> text")):
+        m = metrics[key]
+        recalls = "".join(f"{100 * m[k]:>8.1f}" for k in ("R@1", "R@5", "R@10"))
+        rows.append(f"{name:<16}{recalls}  {m['median_rank']:>5.0f}")
+    rows.append(f"({metrics['n_images']} images, {metrics['n_captions']} captions; recall in %)")
+    return "\n".join(rows)

@@ -1,0 +1,183 @@
+"""The CLIP contrastive loss: in a batch of B pairs, find each image's caption and vice versa.
+
+Step 5 of the pipeline, taught in ``notebooks/05_contrastive_loss.ipynb``. The B×B matrix of
+image-text similarities is read as B classification problems in each direction (which caption
+belongs to this image? which image to this caption?), and the two cross-entropies are averaged.
+
+References: Radford et al. 2021 (arXiv:2103.00020), Fig. 3 pseudo-code and Sec. 2.5 (temperature
+initialised to 0.07, logits never scaled by more than 100); open_clip ``loss.py`` (``ClipLoss``).
+``soft_target_loss`` reproduces a popular tutorial loss (moein-shariatnia/OpenAI-CLIP, keras.io
+"Natural language image search with a Dual Encoder") so its weakness can be studied, not used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# logit_scale = log(1 / temperature), so exp(logit_scale) = 1 / temperature multiplies the cosine
+# similarities. Learning the log keeps the scale positive and makes its steps multiplicative.
+INIT_TEMPERATURE = 0.07
+MAX_SCALE = 100.0
+MAX_LOGIT_SCALE = math.log(MAX_SCALE)
+
+
+def init_logit_scale(temperature: float = INIT_TEMPERATURE) -> nn.Parameter:
+    """A learnable log inverse temperature, ``log(1 / temperature)``; CLIP starts at 0.07.
+
+    Keep it in the optimizer without weight decay: decay would pull the temperature towards 1.
+
+    Shapes:
+        returns a 0-d parameter (about 2.659 for 0.07).
+    """
+    return nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+
+
+def contrastive_logits(
+    image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled cosine similarities of every image with every text in the batch.
+
+    The scale is capped at 100 here, in the forward pass, so no caller can forget it. open_clip
+    instead clamps the parameter in place after each optimizer step. Both keep the scale ≤ 100;
+    the difference is what happens above the cap: here the gradient there is zero, so a parameter
+    an optimizer step pushed past log(100) stays above it (the scale used is still exactly 100),
+    while the in-place clamp puts it back on the cap where the loss can pull it down again.
+    A training loop may do both.
+
+    Args:
+        image_embeds: L2-normalised image embeddings.
+        text_embeds: L2-normalised text embeddings; row i is the caption of image i.
+        logit_scale: log(1 / temperature), a 0-d tensor.
+
+    Returns:
+        ``(logits_per_image, logits_per_text)``; the second is the transpose of the first.
+
+    Shapes:
+        image_embeds (B, E), text_embeds (B, E) -> two (B, B) tensors.
+    """
+    scale = logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()  # 1 / temperature, at most 100
+    logits_per_image = scale * image_embeds @ text_embeds.T  # (B, E) @ (E, B) -> (B, B)
+    return logits_per_image, logits_per_image.T
+
+
+def multi_positive_targets(
+    image_ids: torch.Tensor | None = None, text_ids: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Target distributions that share each row's probability among all its true matches.
+
+    Pair (i, j) is positive when i == j, when image i and image j are the same picture
+    (``image_ids``), or when caption i and caption j are the same string (``text_ids``).
+    The positive mask is symmetric, so the same matrix serves both directions.
+
+    Args:
+        image_ids: one id per pair naming its image, or None.
+        text_ids: one id per pair naming its caption text, or None (not both).
+
+    Returns:
+        Row-stochastic targets: row i is uniform over the positives of pair i.
+
+    Shapes:
+        image_ids (B,), text_ids (B,) -> (B, B).
+    """
+    given = [ids for ids in (image_ids, text_ids) if ids is not None]
+    if not given:
+        raise ValueError("pass image_ids, text_ids or both")
+    positives = torch.eye(len(given[0]), dtype=torch.bool, device=given[0].device)
+    for ids in given:
+        positives |= ids[:, None] == ids[None, :]  # (B, 1) == (1, B) -> (B, B)
+    positives = positives.float()
+    return positives / positives.sum(dim=1, keepdim=True)
+
+
+def clip_loss(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor,
+    *,
+    image_ids: torch.Tensor | None = None,
+    text_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Symmetric cross-entropy over the batch similarity matrix (CLIP paper, Fig. 3).
+
+    Without ids the targets are the diagonal: pair i matches only itself. With ``image_ids`` or
+    ``text_ids``, duplicates in the batch (the same image twice, the same caption string twice)
+    count as matches too, with soft targets from ``multi_positive_targets``, so the loss stops
+    pushing them apart. This matters when the copies' embeddings differ (two augmentations,
+    dropout); for bit-identical copies, and for all-distinct ids, it equals the plain loss.
+
+    Args:
+        image_embeds: L2-normalised image embeddings.
+        text_embeds: L2-normalised text embeddings; row i is the caption of image i.
+        logit_scale: log(1 / temperature), a 0-d tensor; the scale is capped at 100.
+        image_ids: optional id of each pair's image.
+        text_ids: optional id of each pair's caption text.
+
+    Returns:
+        The mean of the image->text and text->image cross-entropies, a 0-d tensor.
+
+    Shapes:
+        image_embeds (B, E), text_embeds (B, E), ids (B,) -> ().
+
+    Example:
+        >>> image_embeds = torch.eye(4, 8)  # 4 orthogonal unit vectors, E = 8
+        >>> logit_scale = init_logit_scale()  # scale 1 / 0.07 ≈ 14.3
+        >>> round(clip_loss(image_embeds, image_embeds, logit_scale).item(), 4)  # all matched
+        0.0
+        >>> round(clip_loss(image_embeds, image_embeds.roll(1, 0), logit_scale).item(), 2)  # wrong
+        14.29
+    """
+    logits_per_image, logits_per_text = contrastive_logits(image_embeds, text_embeds, logit_scale)
+    if image_ids is None and text_ids is None:
+        batch_size = logits_per_image.shape[0]
+        targets = torch.arange(batch_size, device=logits_per_image.device)  # pair i matches i
+    else:
+        targets = multi_positive_targets(image_ids, text_ids)  # symmetric (B, B)
+        # At least float32: a bf16 1/3 is not 1/3 (autocast computes this loss in float32).
+        targets = targets.to(torch.promote_types(logits_per_image.dtype, torch.float32))
+    # F.cross_entropy takes class indices or, for soft targets, one distribution per row.
+    return (
+        F.cross_entropy(logits_per_image, targets) + F.cross_entropy(logits_per_text, targets)
+    ) / 2
+
+
+def soft_target_loss(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    temperature: float = 1.0,
+    *,
+    detach_targets: bool = False,
+) -> torch.Tensor:
+    """The "soft target" loss of a popular tutorial; kept for study, do not train with it.
+
+    Targets are a softmax of the batch's own image-image and text-text similarities, and by
+    default (as in the tutorial) gradients flow into them: the model can lower the loss by
+    moving its targets, not only its predictions. Notebook 05 measures what that does.
+    Embeddings may be unnormalised: the tutorial feeds LayerNorm outputs, not unit vectors.
+    This follows moein-shariatnia/OpenAI-CLIP (targets scaled by ``* temperature``, trained at
+    1.0); the Keras example divides them by ``2 * temperature`` and trains at 0.05 instead.
+
+    Args:
+        image_embeds: image embeddings.
+        text_embeds: text embeddings; row i is the caption of image i.
+        temperature: a fixed temperature (not learned in the tutorial).
+        detach_targets: stop the gradient through the targets (not in the tutorial).
+
+    Returns:
+        The mean of both directions' soft cross-entropies, a 0-d tensor.
+
+    Shapes:
+        image_embeds (B, E), text_embeds (B, E) -> ().
+    """
+    logits = text_embeds @ image_embeds.T / temperature  # (B, E) @ (E, B) -> (B, B), per text
+    images_similarity = image_embeds @ image_embeds.T  # (B, B)
+    texts_similarity = text_embeds @ text_embeds.T  # (B, B)
+    targets = F.softmax((images_similarity + texts_similarity) / 2 * temperature, dim=-1)
+    if detach_targets:
+        targets = targets.detach()
+    texts_loss = -(targets * F.log_softmax(logits, dim=-1)).sum(dim=1)  # (B,)
+    images_loss = -(targets.T * F.log_softmax(logits.T, dim=-1)).sum(dim=1)  # (B,)
+    return ((texts_loss + images_loss) / 2).mean()

@@ -1,0 +1,166 @@
+"""The CLIP model: two encoders, two projection heads and a learned temperature.
+
+``encode_image`` and ``encode_text`` map pictures and captions into one shared space of unit
+vectors; ``forward`` returns the similarity logits the contrastive loss reads. ``save`` writes
+everything needed to rebuild the model offline (weights as safetensors, the full config, the
+tokenizer and the text model's architecture); ``CLIPModel.load`` reads it back.
+Taught in ``notebooks/06_training.ipynb``; CLIP paper, Section 2.3 and Figure 3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoTokenizer
+
+from simpleclip.checkpoint import atomic_directory, readable_directory
+from simpleclip.config import Config, load_config, save_config
+from simpleclip.encoders import ImageEncoder, TextEncoder
+from simpleclip.heads import build_heads
+from simpleclip.loss import contrastive_logits, init_logit_scale
+
+WEIGHTS = "model.safetensors"  # every tensor of the model
+CONFIG = "config.yaml"  # the full run config
+TOKENIZER = "tokenizer"  # Hugging Face tokenizer folder
+TEXT_ARCH = "text_model"  # the text transformer's config, to rebuild it offline
+
+
+class CLIPModel(nn.Module):
+    """Image encoder + text encoder, each followed by a head, meeting in one space.
+
+    Args:
+        image_encoder: pictures -> (B, D_img) features.
+        text_encoder: token ids -> (B, D_txt) features; owns the tokenizer.
+        image_head: (B, D_img) -> (B, E).
+        text_head: (B, D_txt) -> (B, E).
+        logit_scale: log(1 / temperature), a 0-d parameter (see ``simpleclip.loss``).
+        config: the run config that built the model, saved with it.
+    """
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoder,
+        text_encoder: TextEncoder,
+        image_head: nn.Module,
+        text_head: nn.Module,
+        logit_scale: nn.Parameter,
+        config: Config | None = None,
+    ) -> None:
+        super().__init__()
+        self.image_encoder, self.text_encoder = image_encoder, text_encoder
+        self.image_head, self.text_head = image_head, text_head
+        self.logit_scale = logit_scale
+        self.config = config or Config()
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.text_encoder.tokenizer
+
+    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Shapes: (B, 3, S, S) -> (B, E), unit length when ``normalize``."""
+        embeds = self.image_head(self.image_encoder(images))
+        return F.normalize(embeds, dim=-1) if normalize else embeds
+
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, normalize: bool = True
+    ) -> torch.Tensor:
+        """Shapes: (B, L), (B, L) -> (B, E), unit length when ``normalize``."""
+        embeds = self.text_head(self.text_encoder(input_ids, attention_mask))
+        return F.normalize(embeds, dim=-1) if normalize else embeds
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Captions -> ``input_ids`` and ``attention_mask`` exactly as in training."""
+        batch = self.text_encoder.tokenize(texts)
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+    def forward(
+        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits_per_image, logits_per_text)``, each (B, B): scaled cosine similarities."""
+        image_embeds = self.encode_image(images)
+        text_embeds = self.encode_text(input_ids, attention_mask)
+        return contrastive_logits(image_embeds, text_embeds, self.logit_scale)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write weights, config and tokenizer to ``directory``, atomically.
+
+        A crash half-way leaves the previous checkpoint (if any) intact, never a broken one.
+        """
+        with atomic_directory(directory) as tmp:
+            self.write_files(tmp)
+        return Path(directory)
+
+    def write_files(self, directory: Path) -> None:
+        """Write the checkpoint files into an existing folder (``save`` makes it atomic)."""
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, directory / WEIGHTS)
+        save_config(self.config, directory / CONFIG)
+        self.tokenizer.save_pretrained(directory / TOKENIZER)
+        self.text_encoder.model.config.save_pretrained(directory / TEXT_ARCH)
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> CLIPModel:
+        """Rebuild a saved model offline: no download, same tokenization as in training."""
+        directory = readable_directory(directory, required=WEIGHTS)
+        config = load_config(directory / CONFIG)
+        tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER)
+        hf_config = AutoConfig.from_pretrained(directory / TEXT_ARCH)
+        model = build_model(config, tokenizer=tokenizer, hf_config=hf_config, pretrained=False)
+        missing, unexpected = model.load_state_dict(load_file(directory / WEIGHTS), strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{directory / WEIGHTS} does not fit the model in {directory / CONFIG}: "
+                f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+        return model.to(device).eval()
+
+
+def build_model(
+    config: Config,
+    tokenizer: Any = None,
+    hf_config: Any = None,
+    pretrained: bool | None = None,
+) -> CLIPModel:
+    """Build the CLIP model a config describes.
+
+    Args:
+        config: the run config (``image``, ``text``, ``head``, ``loss`` sections are used).
+        tokenizer: required for the ``tiny`` text encoder; otherwise loaded by name.
+        hf_config: the text model's architecture, to rebuild offline (used by ``load``).
+        pretrained: override both encoders' ``pretrained`` flags (``load`` passes False).
+
+    Example:
+        >>> from simpleclip.config import load_config
+        >>> config = load_config("configs/synthetic_tiny.yaml")  # doctest: +SKIP
+        >>> model = build_model(config, tokenizer=tokenizer)  # doctest: +SKIP
+    """
+    image_encoder = ImageEncoder(
+        config.image.name,
+        pretrained=config.image.pretrained if pretrained is None else pretrained,
+        trainable=config.image.trainable,
+        pooling=config.image.pooling,
+    )
+    text_encoder = TextEncoder(
+        config.text.name,
+        pretrained=config.text.pretrained if pretrained is None else pretrained,
+        trainable=config.text.trainable,
+        pooling=config.text.pooling,
+        tokenizer=tokenizer,
+        max_length=config.data.max_length,
+        hf_config=hf_config,
+    )
+    image_head, text_head = build_heads(
+        config.head.kind,
+        image_encoder.out_dim,
+        text_encoder.out_dim,
+        config.head.embed_dim,
+        config.head.dropout,
+    )
+    logit_scale = init_logit_scale(config.loss.init_temperature)
+    logit_scale.requires_grad_(config.loss.learn_temperature)
+    return CLIPModel(image_encoder, text_encoder, image_head, text_head, logit_scale, config)

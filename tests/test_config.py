@@ -1,0 +1,53 @@
+"""Configs: YAML files, typed overrides, clear errors, round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simpleclip.config import CONFIG_DIR, Config, ConfigError, load_config, save_config
+
+
+def test_overrides_are_parsed_and_type_checked() -> None:
+    config = load_config(None, ["train.epochs=3", "head.lr=1", "data.crop_scale=[0.5, 1]",
+                                "text.pooling=null", "image.trainable=false"])  # fmt: skip
+    assert config.train.epochs == 3
+    assert config.head.lr == 1.0 and isinstance(config.head.lr, float)
+    assert config.data.crop_scale == (0.5, 1.0)
+    assert config.text.pooling is None and config.image.trainable is False
+    assert Config().train.epochs == 5  # defaults untouched
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=three", "epochs must be int"),
+        ("train.epochs=true", "epochs must be int"),
+        ("train.lr=1", "unknown key 'lr' in TrainConfig; valid keys: epochs"),
+        ("model.name=x", "unknown key 'model'"),
+        ("data.crop_scale=1", "list of 2 values"),
+        ("epochs=3", "section.key=value"),
+    ],
+)
+def test_bad_overrides_say_what_is_wrong(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_yaml_round_trip_and_file_errors(tmp_path: Path) -> None:
+    config = load_config(None, ["train.seed=7", "data.crop_scale=[0.7, 0.9]"])
+    save_config(config, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == config
+    (tmp_path / "bad.yaml").write_text("train:\n  epochs: 2\n  ephocs: 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key 'ephocs'"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(FileNotFoundError, match="synthetic_tiny"):
+        load_config("no_such_config")
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_config_loads(path: Path) -> None:
+    config = load_config(path)
+    assert config.train.out_dir.startswith("runs/")
+    assert load_config(path.stem) == config  # also found by name

@@ -1,0 +1,263 @@
+"""Tests for simpleclip.loss: the CLIP loss against a double-loop reference, and its invariants."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from simpleclip.loss import (
+    MAX_LOGIT_SCALE,
+    clip_loss,
+    contrastive_logits,
+    init_logit_scale,
+    multi_positive_targets,
+    soft_target_loss,
+)
+
+
+def unit_rows(batch_size: int, embed_dim: int, seed: int, dtype=torch.float64) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(batch_size, embed_dim, generator=generator, dtype=dtype), dim=-1)
+
+
+def reference_loss(image, text, logit_scale, image_ids=None, text_ids=None) -> torch.Tensor:
+    """Fig. 3 of the CLIP paper one number at a time: explicit dot products and log-sum-exps."""
+    batch_size = len(image)
+    scale = torch.exp(logit_scale)
+
+    def positive(i: int, j: int) -> bool:
+        same_image = image_ids is not None and image_ids[i] == image_ids[j]
+        same_text = text_ids is not None and text_ids[i] == text_ids[j]
+        return i == j or bool(same_image) or bool(same_text)
+
+    rows, dims = range(batch_size), range(image.shape[1])
+    logit = [[scale * sum(image[i][k] * text[j][k] for k in dims) for j in rows] for i in rows]
+    total = 0.0
+    for i in range(batch_size):
+        positives = [j for j in range(batch_size) if positive(i, j)]
+        log_z_image = torch.log(sum(torch.exp(logit[i][j]) for j in range(batch_size)))
+        log_z_text = torch.log(sum(torch.exp(logit[j][i]) for j in range(batch_size)))
+        for j in positives:  # uniform target 1/len(positives) over row i's positives
+            total = total - (logit[i][j] - log_z_image) / len(positives)  # image i -> text j
+            total = total - (logit[j][i] - log_z_text) / len(positives)  # text i -> image j
+    return total / (2 * batch_size)
+
+
+@pytest.mark.parametrize(
+    "image_ids, text_ids",
+    [
+        (None, None),
+        ([0, 1, 0, 2, 3], None),
+        (None, [4, 4, 5, 6, 7]),
+        ([0, 1, 0, 2, 3], [5, 6, 7, 6, 8]),
+    ],
+    ids=["plain", "image_ids", "text_ids", "both"],
+)
+def test_clip_loss_matches_double_loop_reference(image_ids, text_ids) -> None:
+    image_ids = None if image_ids is None else torch.tensor(image_ids)
+    text_ids = None if text_ids is None else torch.tensor(text_ids)
+    inputs = [
+        unit_rows(5, 3, seed=0),
+        unit_rows(5, 3, seed=1),
+        torch.tensor(1.3, dtype=torch.float64),
+    ]
+    ours_inputs = [x.clone().requires_grad_() for x in inputs]
+    ref_inputs = [x.clone().requires_grad_() for x in inputs]
+
+    ours = clip_loss(*ours_inputs, image_ids=image_ids, text_ids=text_ids)
+    ref = reference_loss(*ref_inputs, image_ids=image_ids, text_ids=text_ids)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+
+    ours.backward()
+    ref.backward()
+    names = ["image_embeds", "text_embeds", "logit_scale"]
+    for name, a, b in zip(names, ours_inputs, ref_inputs, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-6, msg=f"gradient of {name}")
+
+
+def test_identical_embeddings_give_log_batch_size() -> None:
+    embeds = unit_rows(1, 16, seed=0).expand(8, 16)  # every image equals every text
+    loss = clip_loss(embeds, embeds, torch.tensor(math.log(1 / 0.07), dtype=torch.float64))
+    torch.testing.assert_close(loss, torch.tensor(math.log(8), dtype=torch.float64))
+
+
+def test_random_embeddings_at_tiny_scale_give_log_batch_size() -> None:
+    image, text = unit_rows(64, 32, seed=0), unit_rows(64, 32, seed=1)
+    loss = clip_loss(image, text, torch.tensor(-8.0, dtype=torch.float64))  # scale e^-8: logits ≈ 0
+    assert abs(loss.item() - math.log(64)) < 1e-3
+
+
+def test_loss_is_symmetric_in_images_and_texts() -> None:
+    image, text, logit_scale = unit_rows(6, 4, seed=0), unit_rows(6, 4, seed=1), torch.tensor(2.0)
+    forward = clip_loss(image, text, logit_scale)
+    swapped = clip_loss(text, image, logit_scale)
+    torch.testing.assert_close(forward, swapped, rtol=0, atol=1e-12)
+    # The directions differ on their own, so the average is what makes it symmetric.
+    logits_per_image, logits_per_text = contrastive_logits(image, text, logit_scale)
+    labels = torch.arange(6)
+    one_way = F.cross_entropy(logits_per_image, labels)
+    assert abs(one_way.item() - F.cross_entropy(logits_per_text, labels).item()) > 1e-3
+
+
+def test_aligned_one_hot_embeddings_drive_the_loss_to_zero_as_scale_grows() -> None:
+    embeds = torch.eye(8, dtype=torch.float64)  # orthogonal, each image equal to its caption
+    scales = (1, 2, 5, 10, 20, 100)
+    losses = [clip_loss(embeds, embeds, torch.tensor(math.log(s))).item() for s in scales]
+    assert all(a > b for a, b in itertools.pairwise(losses)), losses
+    assert losses[0] > 1.0 and losses[-1] < 1e-12  # ≈ 7 e^-100 at the cap
+
+
+def test_scale_is_capped_at_100() -> None:
+    image, text = unit_rows(6, 4, seed=0), unit_rows(6, 4, seed=1)
+    at_cap = clip_loss(image, text, torch.tensor(math.log(100), dtype=torch.float64))
+    above = clip_loss(image, text, torch.tensor(10.0, dtype=torch.float64))  # e^10 ≈ 22026
+    torch.testing.assert_close(above, at_cap, rtol=0, atol=1e-12)
+    logits_per_image, _ = contrastive_logits(image, image, torch.tensor(10.0, dtype=torch.float64))
+    torch.testing.assert_close(logits_per_image.diagonal().max().item(), 100.0)
+
+
+def test_init_logit_scale_is_a_learnable_log_inverse_temperature_with_a_gradient() -> None:
+    logit_scale = init_logit_scale()
+    assert isinstance(logit_scale, torch.nn.Parameter) and logit_scale.dim() == 0
+    torch.testing.assert_close(logit_scale.exp().item(), 1 / 0.07)
+    assert logit_scale.item() < MAX_LOGIT_SCALE
+    image, text = unit_rows(6, 4, 0, torch.float32), unit_rows(6, 4, 1, torch.float32)
+    clip_loss(image, text, logit_scale).backward()
+    assert logit_scale.grad is not None and logit_scale.grad.abs().item() > 0
+
+
+def _loss_and_grads_under_autocast(device: str, dtype: torch.dtype) -> list[torch.Tensor]:
+    image = unit_rows(32, 16, 0, torch.float32).to(device).requires_grad_()
+    text = unit_rows(32, 16, 1, torch.float32).to(device).requires_grad_()
+    logit_scale = init_logit_scale().to(device)
+    image_ids = torch.arange(32, device=device) % 16  # every image twice
+    with torch.autocast(device, dtype=dtype):
+        plain = clip_loss(image, text, logit_scale)
+        multi = clip_loss(image, text, logit_scale, image_ids=image_ids)
+    (plain + multi).backward()
+    return [plain, multi, image.grad, text.grad]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_finite_under_cpu_autocast(dtype: torch.dtype) -> None:
+    for tensor in _loss_and_grads_under_autocast("cpu", dtype):
+        assert torch.isfinite(tensor).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_finite_under_cuda_autocast(dtype: torch.dtype) -> None:
+    for tensor in _loss_and_grads_under_autocast("cuda", dtype):
+        assert torch.isfinite(tensor).all()
+
+
+def test_multi_positive_targets_on_a_hand_built_batch() -> None:
+    image_ids, text_ids = torch.tensor([7, 7, 8]), torch.tensor([0, 1, 1])
+    targets = multi_positive_targets(image_ids, text_ids)
+    # Pairs 0 and 1 share an image, pairs 1 and 2 share a caption string.
+    expected = torch.tensor([[1 / 2, 1 / 2, 0], [1 / 3, 1 / 3, 1 / 3], [0, 1 / 2, 1 / 2]])
+    torch.testing.assert_close(targets, expected)
+
+
+def test_multi_positive_with_distinct_ids_equals_the_plain_loss() -> None:
+    image, text, logit_scale = unit_rows(10, 4, seed=0), unit_rows(10, 4, seed=1), torch.tensor(2.5)
+    plain = clip_loss(image, text, logit_scale)
+    distinct = torch.randperm(10, generator=torch.Generator().manual_seed(0)) + 100
+    multi = clip_loss(image, text, logit_scale, image_ids=distinct, text_ids=distinct.flip(0))
+    torch.testing.assert_close(multi, plain, rtol=0, atol=1e-12)
+
+
+def test_multi_positive_matters_only_when_duplicate_copies_differ() -> None:
+    # Bit-identical copies make rows 0 and 1 of the logits equal, and the plain loss's
+    # "-log p(0) in row 0, -log p(1) in row 1" then sums to the multi-positive "half of each".
+    image, text, logit_scale = unit_rows(6, 4, seed=0), unit_rows(6, 4, seed=1), torch.tensor(2.5)
+    image_ids = torch.tensor([0, 0, 1, 2, 3, 4])
+    image[1] = image[0]
+    exact = [clip_loss(image, text, logit_scale, image_ids=ids) for ids in (None, image_ids)]
+    torch.testing.assert_close(exact[0], exact[1], rtol=0, atol=1e-12)
+    image[1] = F.normalize(image[0] + 0.3 * unit_rows(1, 4, seed=2)[0], dim=0)  # another view
+    augmented = [clip_loss(image, text, logit_scale, image_ids=ids) for ids in (None, image_ids)]
+    assert abs(augmented[0].item() - augmented[1].item()) > 1e-3
+
+
+@pytest.mark.parametrize("duplicated", ["image", "text"])
+def test_multi_positive_stops_pushing_a_duplicate_pair_apart(duplicated: str) -> None:
+    # Pairs 0 and 1 show the same image (or the same caption string) with different partners.
+    # Their rows are free to move apart, like two augmented views. Partners are one-hot, so
+    # d loss / d duplicate[0, 1] is d loss / d similarity(copy 0, partner of copy 1).
+    partners = torch.eye(6, dtype=torch.float64)
+    duplicate = torch.eye(6, dtype=torch.float64)
+    duplicate[0] = duplicate[1] = F.normalize(partners[0] + partners[1], dim=0)
+    ids = torch.tensor([0, 0, 1, 2, 3, 4])
+    grads = {}
+    for use_ids in (False, True):
+        x = duplicate.clone().requires_grad_()
+        image, text = (x, partners) if duplicated == "image" else (partners, x)
+        id_kwargs = {f"{duplicated}_ids": ids} if use_ids else {}
+        clip_loss(image, text, torch.tensor(math.log(1 / 0.07)), **id_kwargs).backward()
+        grads[use_ids] = x.grad[0, 1].item()
+    assert grads[False] > 0  # plain loss: gradient descent lowers the similarity (push apart)
+    assert grads[True] <= 0  # multi-positive: never pushes them apart (here it pulls them in)
+
+
+def reference_soft_target_loss(image, text, temperature: float) -> torch.Tensor:
+    """The tutorial's loss, one row at a time (moein-shariatnia/OpenAI-CLIP, ``CLIP.py``)."""
+    batch_size, total = len(image), 0.0
+    rows = range(batch_size)
+    logits = [[text[i] @ image[j] / temperature for j in rows] for i in rows]  # text i, image j
+    sims = [
+        [(image[i] @ image[j] + text[i] @ text[j]) / 2 * temperature for j in rows] for i in rows
+    ]
+    for i in range(batch_size):
+        target_z = sum(torch.exp(sims[i][k]) for k in range(batch_size))
+        text_z = sum(torch.exp(logits[i][k]) for k in range(batch_size))  # row i of logits
+        for j in range(batch_size):
+            target = torch.exp(sims[i][j]) / target_z
+            total = total - target * (logits[i][j] - torch.log(text_z)) / 2
+            # images_loss uses targets.T and logits.T: row j, column i.
+            image_z = sum(torch.exp(logits[k][j]) for k in range(batch_size))
+            total = total - target * (logits[i][j] - torch.log(image_z)) / 2
+    return total / batch_size
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_soft_target_loss_matches_the_tutorial_reference(temperature: float) -> None:
+    # Unnormalised on purpose: the tutorial feeds LayerNorm outputs.
+    image, text = 3 * unit_rows(5, 3, seed=0), 2 * unit_rows(5, 3, seed=1)
+    ours = [image.clone().requires_grad_(), text.clone().requires_grad_()]
+    ref = [image.clone().requires_grad_(), text.clone().requires_grad_()]
+    loss = soft_target_loss(*ours, temperature)
+    expected = reference_soft_target_loss(*ref, temperature)
+    torch.testing.assert_close(loss, expected, rtol=0, atol=1e-6)
+    loss.backward()
+    expected.backward()
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-6)
+
+
+def test_detached_soft_targets_change_the_gradient_not_the_value() -> None:
+    image, text = unit_rows(6, 4, seed=0).requires_grad_(), unit_rows(6, 4, seed=1)
+    value = soft_target_loss(image, text)
+    value.backward()
+    through_targets = image.grad.clone()
+    image.grad = None
+    detached = soft_target_loss(image, text, detach_targets=True)
+    detached.backward()
+    torch.testing.assert_close(detached, value)
+    assert (image.grad - through_targets).abs().max() > 1e-3
+
+
+def test_soft_target_loss_prefers_a_collapsed_batch_to_a_perfect_one() -> None:
+    # Unit vectors, as in CLIP: perfect pairs (orthogonal, each text equal to its image) versus
+    # a collapse onto one line, half the batch at +v and half at -v (useless for retrieval).
+    perfect = torch.eye(16, dtype=torch.float64)
+    collapsed = torch.zeros(16, 16, dtype=torch.float64)
+    collapsed[:8, 0], collapsed[8:, 0] = 1.0, -1.0
+    assert soft_target_loss(collapsed, collapsed) < soft_target_loss(perfect, perfect)
+    logit_scale = torch.tensor(0.0)  # same temperature (1) for a fair comparison
+    assert clip_loss(collapsed, collapsed, logit_scale) > clip_loss(perfect, perfect, logit_scale)

@@ -1,0 +1,160 @@
+"""The CLIP model, its checkpoints, and the training loop on the synthetic set (CPU, tiny)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from simpleclip.config import Config, load_config
+from simpleclip.data import load_split
+from simpleclip.evaluate import evaluate
+from simpleclip.model import CLIPModel, build_model
+from simpleclip.optim import make_optimizer
+from simpleclip.train import TrainingDiverged, build_datasets, train
+
+
+def tiny_config(root: Path, out: Path, *overrides: str) -> Config:
+    return load_config("synthetic_tiny", [
+        f"data.root={root}", "data.synthetic_images=0", f"train.out_dir={out}",
+        "train.batch_size=32", "train.epochs=2", "train.warmup_steps=2", "head.embed_dim=32",
+        *overrides,
+    ])  # fmt: skip
+
+
+@pytest.fixture
+def tiny_model(synthetic_root: Path, tiny_tokenizer) -> CLIPModel:
+    torch.manual_seed(0)
+    return build_model(tiny_config(synthetic_root, Path("unused")), tokenizer=tiny_tokenizer)
+
+
+def test_embeddings_are_unit_vectors_in_one_space(tiny_model: CLIPModel) -> None:
+    tiny_model.eval()  # BatchNorm: the same statistics for every call below
+    images = torch.randn(3, 3, 64, 64)
+    batch = tiny_model.tokenize(["a red circle", "two blue squares on the left", "a star"])
+    image_embeds = tiny_model.encode_image(images)
+    text_embeds = tiny_model.encode_text(batch["input_ids"], batch["attention_mask"])
+    assert image_embeds.shape == text_embeds.shape == (3, 32)
+    torch.testing.assert_close(image_embeds.norm(dim=1), torch.ones(3))
+    logits_per_image, logits_per_text = tiny_model(images, **batch)
+    torch.testing.assert_close(logits_per_image, logits_per_text.T)
+    scale = tiny_model.logit_scale.exp()
+    torch.testing.assert_close(logits_per_image, scale * image_embeds @ text_embeds.T)
+
+
+def test_save_and_load_reproduce_embeddings_and_tokenization(
+    tiny_model: CLIPModel, tmp_path: Path
+) -> None:
+    tiny_model.eval()
+    texts = ["a small purple triangle in the middle", "zebra"]  # 'zebra' is out of vocabulary
+    saved = tiny_model.save(tmp_path / "model")
+    loaded = CLIPModel.load(saved)
+    batch, loaded_batch = tiny_model.tokenize(texts), loaded.tokenize(texts)
+    assert torch.equal(batch["input_ids"], loaded_batch["input_ids"])
+    torch.testing.assert_close(loaded.encode_text(**batch), tiny_model.encode_text(**batch))
+    images = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(loaded.encode_image(images), tiny_model.encode_image(images))
+    assert loaded.config == tiny_model.config
+
+
+def test_optimizer_groups_learning_rates_and_weight_decay(tiny_model: CLIPModel) -> None:
+    config = tiny_model.config
+    config.image.lr, config.text.lr, config.head.lr = 0.1, 0.2, 0.3
+    optimizer = make_optimizer(tiny_model, config)
+    where = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    first_conv = tiny_model.image_encoder.backbone.features[0].weight
+    assert where[id(first_conv)]["lr"] == 0.1 and where[id(first_conv)]["weight_decay"] > 0
+    norm_bias = tiny_model.image_encoder.backbone.features[1].bias
+    assert where[id(norm_bias)]["weight_decay"] == 0.0
+    embedding = tiny_model.text_encoder.model.embeddings.word_embeddings.weight
+    assert where[id(embedding)]["lr"] == 0.2
+    scale = where[id(tiny_model.logit_scale)]
+    assert scale["lr"] == 0.3 and scale["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(
+        [p for p in tiny_model.parameters() if p.requires_grad]
+    )
+
+
+def test_training_lowers_the_loss_and_beats_chance(synthetic_root: Path, tmp_path: Path):
+    config = tiny_config(synthetic_root, tmp_path / "run", "train.epochs=4", "data.pairs=all")
+    result = train(config, progress=False)
+    losses = [record["train_loss"] for record in result.history]
+    assert losses[-1] < 0.8 * losses[0]
+    train_set, _ = build_datasets(config, result.model, synthetic_root)
+    recall = evaluate(result.model, train_set)["t2i"]["R@5"]
+    chance = 5 / len(train_set.image_names)
+    assert recall > 3 * chance
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert CLIPModel.load(tmp_path / "run" / "best").config == config
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import simpleclip.train as train_module
+
+    straight = train(tiny_config(synthetic_root, tmp_path / "a"), progress=False)
+    original = train_module._Loop.run_epoch
+
+    def interrupted(self, dataset, epoch, *args):
+        if epoch == 1:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C during epoch 2
+        return original(self, dataset, epoch, *args)
+
+    monkeypatch.setattr(train_module._Loop, "run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(synthetic_root, tmp_path / "b"), progress=False)
+    monkeypatch.setattr(train_module._Loop, "run_epoch", original)
+    resumed = train(tiny_config(synthetic_root, tmp_path / "b"), resume=True, progress=False)
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    for (name, a), (_, b) in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_resume_refuses_a_different_model(synthetic_root: Path, tmp_path: Path) -> None:
+    train(tiny_config(synthetic_root, tmp_path / "r", "train.epochs=1"), progress=False)
+    other = tiny_config(synthetic_root, tmp_path / "r", "head.embed_dim=16")
+    with pytest.raises(ValueError, match="'head' settings differ"):
+        train(other, resume=True, progress=False)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import simpleclip.train as train_module
+
+    train(tiny_config(synthetic_root, tmp_path / "n", "train.epochs=1"), progress=False)
+    good = CLIPModel.load(tmp_path / "n" / "last").state_dict()
+    monkeypatch.setattr(train_module, "clip_loss", lambda *a, **k: torch.tensor(float("nan")))
+    with pytest.raises(TrainingDiverged, match=r"nan at epoch 2, step \d+.*last good checkpoint"):
+        train(tiny_config(synthetic_root, tmp_path / "n"), resume=True, progress=False)
+    kept = CLIPModel.load(tmp_path / "n" / "last").state_dict()
+    for name, tensor in good.items():
+        assert torch.equal(tensor, kept[name]), name
+
+
+def test_frozen_encoders_only_train_heads_and_temperature(synthetic_root, tmp_path):
+    config = tiny_config(synthetic_root, tmp_path / "f", "train.epochs=1",
+                         "image.trainable=false", "text.trainable=false")  # fmt: skip
+    torch.manual_seed(0)
+    before = build_model(config, tokenizer=_tokenizer(synthetic_root))
+    result = train(config, progress=False)
+    assert result.model.image_encoder.backbone.training is False
+    for prefix in ("image_encoder.", "text_encoder."):
+        params = [n for n, p in result.model.named_parameters() if n.startswith(prefix)]
+        assert params and not any(
+            p.requires_grad for n, p in result.model.named_parameters() if n.startswith(prefix)
+        )
+    assert result.model.logit_scale.item() != pytest.approx(before.logit_scale.item(), abs=1e-7)
+
+
+def _tokenizer(root: Path):
+    from simpleclip.tokenizer import train_wordpiece_tokenizer
+
+    return train_wordpiece_tokenizer(load_split(root, "train")["caption"], 300)
