@@ -29,6 +29,7 @@ class DataConfig:
     crop_scale: tuple[float, float] = (0.8, 1.0)  # area range of the train random crop
     color_jitter: float = 0.2  # brightness/contrast/saturation jitter; hue never
     num_workers: int = 4  # DataLoader worker processes
+    image_cache: bool = True  # decode + resize each picture once (uint8 memmap in root/.cache)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda, then mps, then cpu), or a torch device string
     seed: int = 0  # same seed, same result on CPU
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    cache_features: bool = False  # frozen encoders only: encode the data once, train the heads
     out_dir: str = "runs/clip"  # where checkpoints, metrics and the config go
 
 

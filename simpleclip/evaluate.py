@@ -16,7 +16,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from simpleclip.data import CaptionDataset
@@ -31,19 +31,6 @@ class Embeddings:
     image_embeds: torch.Tensor  # (N_images, E), unit length
     text_embeds: torch.Tensor  # (N_captions, E), unit length
     caption_image: torch.Tensor  # (N_captions,) index of each caption's image
-
-
-class _Images(Dataset):
-    """Each image of a CaptionDataset once, with the eval transform."""
-
-    def __init__(self, dataset: CaptionDataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset.image_names)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.dataset.load_image(index)
 
 
 @torch.no_grad()
@@ -64,14 +51,14 @@ def compute_embeddings(
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     )
-    images = DataLoader(_Images(dataset), batch_size=batch_size, num_workers=num_workers)
+    images = DataLoader(dataset.images(), batch_size=batch_size, num_workers=num_workers)
     image_chunks, text_chunks = [], []
     with autocast:
         for batch in tqdm(images, desc="encoding images", disable=not progress, leave=False):
             image_chunks.append(model.encode_image(batch.to(device)).float().cpu())
         for start in range(0, len(dataset.captions), batch_size):
-            ids = dataset.token_ids[start : start + batch_size]
-            batch = dataset.collate([_text_item(t) for t in ids])
+            stop = min(start + batch_size, len(dataset.captions))
+            batch = dataset.collate_text(range(start, stop))
             embeds = model.encode_text(
                 batch["input_ids"].to(device), batch["attention_mask"].to(device)
             )
@@ -80,12 +67,6 @@ def compute_embeddings(
     return Embeddings(
         torch.cat(image_chunks), torch.cat(text_chunks), torch.tensor(dataset.caption_image)
     )
-
-
-def _text_item(token_ids: list[int]) -> dict:
-    """A collate-ready item without an image (image fields are filled with placeholders)."""
-    return {"input_ids": torch.tensor(token_ids), "image": torch.zeros(0), "image_id": 0,
-            "text_id": 0}
 
 
 def retrieval_ranks(

@@ -63,14 +63,22 @@ class CLIPModel(nn.Module):
 
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Shapes: (B, 3, S, S) -> (B, E), unit length when ``normalize``."""
-        embeds = self.image_head(self.image_encoder(images))
-        return F.normalize(embeds, dim=-1) if normalize else embeds
+        return self.project_image(self.image_encoder(images), normalize)
 
     def encode_text(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, normalize: bool = True
     ) -> torch.Tensor:
         """Shapes: (B, L), (B, L) -> (B, E), unit length when ``normalize``."""
-        embeds = self.text_head(self.text_encoder(input_ids, attention_mask))
+        return self.project_text(self.text_encoder(input_ids, attention_mask), normalize)
+
+    def project_image(self, image_features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Encoder features -> shared space: (B, D_img) -> (B, E). Used with cached features."""
+        embeds = self.image_head(image_features)
+        return F.normalize(embeds, dim=-1) if normalize else embeds
+
+    def project_text(self, text_features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Encoder features -> shared space: (B, D_txt) -> (B, E). Used with cached features."""
+        embeds = self.text_head(text_features)
         return F.normalize(embeds, dim=-1) if normalize else embeds
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:

@@ -26,8 +26,10 @@ from simpleclip.checkpoint import atomic_directory, readable_directory
 from simpleclip.config import Config, save_config
 from simpleclip.data import CaptionDataset, build_transforms, load_split, make_synthetic
 from simpleclip.data.dataset import find_images_dir
+from simpleclip.data.image_cache import BatchAugment, build_image_cache
 from simpleclip.device import Precision, select_device, select_precision
-from simpleclip.evaluate import evaluate
+from simpleclip.evaluate import evaluate, retrieval_metrics
+from simpleclip.features import FeatureDataset, cached_features, embed_features
 from simpleclip.loss import clip_loss
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.optim import make_optimizer, make_scheduler
@@ -64,9 +66,13 @@ def prepare_data(config: Config) -> Path:
 def build_datasets(
     config: Config, model: CLIPModel, root: Path
 ) -> tuple[CaptionDataset, CaptionDataset]:
-    """Train and dev datasets with the image encoder's own preprocessing."""
+    """Train and dev datasets with the image encoder's own preprocessing.
+
+    With cached features the train set uses the eval transform: features are computed once.
+    """
     pre = model.image_encoder.preprocessing
-    train_tf = build_transforms(pre, True, config.data.crop_scale, config.data.color_jitter)
+    augment = not config.train.cache_features
+    train_tf = build_transforms(pre, augment, config.data.crop_scale, config.data.color_jitter)
     common = {"tokenizer": model.tokenizer, "max_length": config.data.max_length}
     images = find_images_dir(root)
     train_set = CaptionDataset(
@@ -107,7 +113,7 @@ def train(config: Config, resume: bool = False, progress: bool = True) -> TrainR
     device = select_device(config.train.device)
     precision = select_precision(device, config.train.precision)
     model.to(device)
-    train_set, dev_set = build_datasets(config, model, root)
+    train_set, validate = _training_data(config, model, root)
     steps_per_epoch = max(1, len(train_set) // config.train.batch_size)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(
@@ -123,7 +129,7 @@ def train(config: Config, resume: bool = False, progress: bool = True) -> TrainR
     loop = _Loop(model, optimizer, scheduler, scaler, precision, device, config, progress)
     for epoch in range(state["epoch"], config.train.epochs):
         record = loop.run_epoch(train_set, epoch, state, last)
-        record["val"] = evaluate(model, dev_set)
+        record["val"] = validate()
         score = sum(record["val"][d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10))
         state.update(epoch=epoch + 1, history=[*state["history"], record])
         with (out_dir / "metrics.jsonl").open("a") as f:
@@ -135,6 +141,31 @@ def train(config: Config, resume: bool = False, progress: bool = True) -> TrainR
     return TrainResult(model, state["history"], out_dir, time.perf_counter() - start)
 
 
+def _training_data(config: Config, model: CLIPModel, root: Path):
+    """The training set (pictures, or cached features) and a function giving dev metrics."""
+    train_set, dev_set = build_datasets(config, model, root)
+    if not config.train.cache_features:
+        if config.data.image_cache:
+            pre = model.image_encoder.preprocessing
+            cache = build_image_cache(train_set.images_dir, train_set.image_names, pre,
+                                      root / ".cache")  # fmt: skip
+            train_set.use_image_cache(cache.filename)
+        return train_set, lambda: evaluate(model, dev_set)
+    if config.image.trainable or config.text.trainable:
+        raise ValueError(
+            "train.cache_features needs frozen encoders (their features must not change): "
+            "add --frozen, or set image.trainable=false and text.trainable=false."
+        )
+    cache = root / ".cache"
+    train_features = cached_features(model, train_set, cache)
+    dev_features = cached_features(model, dev_set, cache)
+
+    def validate() -> dict:
+        return retrieval_metrics(embed_features(model, dev_features, dev_set.caption_image))
+
+    return FeatureDataset(train_set, train_features), validate
+
+
 class _Loop:
     """One epoch of optimisation steps, with a live progress bar."""
 
@@ -144,8 +175,11 @@ class _Loop:
         self.scaler, self.precision, self.device = scaler, precision, device
         self.config, self.progress = config, progress
         self.trainable = [p for p in model.parameters() if p.requires_grad]
+        data = config.data  # pictures from the image cache are finished here, batch by batch
+        self.augment = BatchAugment(model.image_encoder.preprocessing, train=True,
+                                    crop_scale=data.crop_scale, color_jitter=data.color_jitter)
 
-    def run_epoch(self, dataset: CaptionDataset, epoch: int, state: dict, last: Path) -> dict:
+    def run_epoch(self, dataset, epoch: int, state: dict, last: Path) -> dict:
         train = self.config.train
         dataset.set_epoch(epoch)
         loader = DataLoader(
@@ -167,7 +201,7 @@ class _Loop:
                 )
             state["step"] += 1
             losses.append(loss)
-            pairs += len(batch["images"])
+            pairs += len(batch["image_ids"])
             speed = pairs / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{loss:.3f}", pairs_s=f"{speed:.0f}")
         seconds = time.perf_counter() - start
@@ -185,10 +219,16 @@ class _Loop:
     def step(self, batch: dict[str, torch.Tensor]) -> float:
         """One optimisation step; returns the loss (NaN/inf is reported, not applied)."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if batch.get("images") is not None and batch["images"].dtype == torch.uint8:
+            batch["images"] = self.augment(batch["images"])  # (B, S, S, 3) -> (B, 3, S, S)
         multi = self.config.loss.multi_positive
         with self.precision.autocast(self.device):
-            image_embeds = self.model.encode_image(batch["images"])  # (B, E)
-            text_embeds = self.model.encode_text(batch["input_ids"], batch["attention_mask"])
+            if "image_features" in batch:  # cached features: only the heads run
+                image_embeds = self.model.project_image(batch["image_features"])
+                text_embeds = self.model.project_text(batch["text_features"])
+            else:
+                image_embeds = self.model.encode_image(batch["images"])  # (B, E)
+                text_embeds = self.model.encode_text(batch["input_ids"], batch["attention_mask"])
             loss = clip_loss(
                 image_embeds, text_embeds, self.model.logit_scale,
                 image_ids=batch["image_ids"] if multi else None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,6 +112,7 @@ class CaptionDataset(Dataset):
         order = np.argsort(self.caption_image, kind="stable")
         counts = np.bincount(self.caption_image, minlength=len(self.image_names))
         self.captions_of_image = np.split(order, np.cumsum(counts)[:-1])
+        self.use_image_cache(None)
         self.set_epoch(0)
 
     def _drop_or_refuse_bad_images(self, captions: pd.DataFrame, skip: bool) -> pd.DataFrame:
@@ -139,9 +141,13 @@ class CaptionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.captions) if self.pairs == "all" else len(self.image_names)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def pair(self, index: int) -> tuple[int, int]:
+        """``(caption_index, image_index)`` of item ``index`` in the current epoch."""
         caption = index if self.pairs == "all" else self._chosen[index]
-        image_index = int(self.caption_image[caption])
+        return caption, int(self.caption_image[caption])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        caption, image_index = self.pair(index)
         return {
             "image": self.load_image(image_index, augment_seed=index),
             "input_ids": torch.tensor(self.token_ids[caption], dtype=torch.long),
@@ -149,8 +155,27 @@ class CaptionDataset(Dataset):
             "text_id": int(self.caption_text_id[caption]),
         }
 
+    def use_image_cache(self, path: str | Path | None) -> None:
+        """Serve pictures from a ``build_image_cache`` file: uint8 (S, S, 3), no transform.
+
+        The batch is then finished by ``BatchAugment``. The file is opened lazily in each
+        process, so DataLoader workers share it instead of copying it.
+        """
+        self.image_cache_path = Path(path) if path is not None else None
+        self._image_cache = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_image_cache": None}  # workers reopen the memmap themselves
+
     def load_image(self, image_index: int, augment_seed: int | None = None) -> torch.Tensor:
-        """Decode and transform one image: (3, S, S) float tensor."""
+        """Decode and transform one image: (3, S, S) float tensor.
+
+        With an image cache: the cached (S, S, 3) uint8 picture, untransformed.
+        """
+        if self.image_cache_path is not None:
+            if self._image_cache is None:
+                self._image_cache = np.load(self.image_cache_path, mmap_mode="r")
+            return torch.from_numpy(np.array(self._image_cache[image_index]))
         pixels = np.asarray(load_rgb(self.images_dir / self.image_names[image_index]))
         if augment_seed is not None and hasattr(self.transform, "set_random_seed"):
             state = np.random.SeedSequence([self.seed, self.epoch, augment_seed]).generate_state(1)
@@ -162,17 +187,37 @@ class CaptionDataset(Dataset):
 
         Shapes: images (B, 3, S, S); input_ids and attention_mask (B, L); image_ids, text_ids (B,).
         """
-        longest = max(len(item["input_ids"]) for item in items)
-        input_ids = torch.full((len(items), longest), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
-        for row, item in enumerate(items):
-            n = len(item["input_ids"])
-            input_ids[row, :n] = item["input_ids"]
-            attention_mask[row, :n] = 1
         return {
             "images": torch.stack([item["image"] for item in items]),
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
+            **self._pad([item["input_ids"] for item in items]),
             "image_ids": torch.tensor([item["image_id"] for item in items]),
             "text_ids": torch.tensor([item["text_id"] for item in items]),
         }
+
+    def collate_text(self, caption_indices: Iterable[int]) -> dict[str, torch.Tensor]:
+        """Padded ``input_ids`` and ``attention_mask`` of some captions, for text-only encoding."""
+        return self._pad([torch.tensor(self.token_ids[i]) for i in caption_indices])
+
+    def _pad(self, sequences: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        longest = max(len(ids) for ids in sequences)
+        input_ids = torch.full((len(sequences), longest), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+        for row, ids in enumerate(sequences):
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def images(self) -> Dataset:
+        """Each image once, with this dataset's transform: for encoding a split image by image."""
+        return _ImagesOf(self)
+
+
+class _ImagesOf(Dataset):
+    def __init__(self, dataset: CaptionDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset.image_names)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.dataset.load_image(index)

@@ -1,0 +1,23 @@
+"""The throughput benchmark runs end to end in its smoke mode, so it never rots."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+
+
+def test_train_throughput_smoke_prints_both_modes_and_the_ratio() -> None:
+    result = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], capture_output=True,
+                            text=True, timeout=600, check=True)  # fmt: skip
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    baseline, fast, ratio = lines
+    assert (baseline["mode"], fast["mode"]) == ("baseline", "fast")
+    for row in (baseline, fast):
+        assert row["step_pairs_per_s"] > 0 and row["loop_pairs_per_s"] > 0
+        assert row["peak_memory_mb"] > 0 and row["config"] == "synthetic_tiny"
+    expected = fast["loop_pairs_per_s"] / baseline["loop_pairs_per_s"]
+    assert abs(ratio["speedup_full_loop"] - expected) < 0.01

@@ -1,0 +1,93 @@
+"""Frozen-encoder feature caching: same training result, cache reuse and invalidation."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import simpleclip.features as features_module
+from simpleclip.config import Config, load_config
+from simpleclip.data import CaptionDataset, load_split
+from simpleclip.features import cached_features, compute_features, feature_key
+from simpleclip.model import build_model
+from simpleclip.train import train
+
+
+def frozen_config(root: Path, out: Path, *overrides: str) -> Config:
+    return load_config("synthetic_tiny", [
+        f"data.root={root}", "data.synthetic_images=0", f"train.out_dir={out}",
+        "train.batch_size=32", "train.epochs=2", "train.warmup_steps=2", "head.embed_dim=32",
+        "image.trainable=false", "text.trainable=false", *overrides,
+    ])  # fmt: skip
+
+
+def test_cached_features_train_the_same_model_as_recomputing_them(synthetic_root, tmp_path):
+    recomputed = train(frozen_config(synthetic_root, tmp_path / "a"), progress=False)
+    cached = train(frozen_config(synthetic_root, tmp_path / "b", "train.cache_features=true"),
+                   progress=False)  # fmt: skip
+    for (name, a), (_, b) in zip(recomputed.model.state_dict().items(),
+                                 cached.model.state_dict().items(), strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=name)
+    assert cached.history[-1]["val"]["t2i"]["R@5"] == pytest.approx(
+        recomputed.history[-1]["val"]["t2i"]["R@5"], abs=0.05
+    )
+
+
+def test_cache_features_refuses_trainable_encoders(synthetic_root: Path, tmp_path: Path):
+    config = frozen_config(synthetic_root, tmp_path / "c", "train.cache_features=true",
+                           "image.trainable=true")  # fmt: skip
+    with pytest.raises(ValueError, match="needs frozen encoders"):
+        train(config, progress=False)
+
+
+@pytest.fixture
+def setup(synthetic_root: Path, tmp_path: Path, tiny_tokenizer):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    torch.manual_seed(0)
+    model = build_model(frozen_config(root, tmp_path / "x"), tokenizer=tiny_tokenizer)
+
+    def dataset() -> CaptionDataset:
+        return CaptionDataset(load_split(root, "dev"), root / "Images", tiny_tokenizer)
+
+    return root, model, dataset
+
+
+def test_cache_is_reused_and_invalidated(setup, tmp_path: Path, monkeypatch) -> None:
+    root, model, dataset = setup
+    calls = []
+    monkeypatch.setattr(features_module, "compute_features",
+                        lambda *a, **k: calls.append(1) or compute_features(*a, **k))
+    first = cached_features(model, dataset(), tmp_path / "cache")
+    again = cached_features(model, dataset(), tmp_path / "cache")
+    assert len(calls) == 1  # second call read the file
+    torch.testing.assert_close(first, again)
+    image = root / "Images" / dataset().image_names[0]
+    image.write_bytes(image.read_bytes() + b"\0")  # the data changed
+    cached_features(model, dataset(), tmp_path / "cache")
+    assert len(calls) == 2
+
+
+def test_key_follows_encoder_weights_not_head_weights(setup) -> None:
+    _, model, dataset = setup
+    key = feature_key(model, dataset())
+    with torch.no_grad():
+        model.image_head.weight.add_(1.0)
+    assert feature_key(model, dataset()) == key  # heads are trained on top: same features
+    with torch.no_grad():
+        next(model.image_encoder.parameters()).add_(1.0)
+    assert feature_key(model, dataset()) != key
+
+
+def test_features_are_the_encoder_outputs(setup) -> None:
+    _, model, dataset = setup
+    data = dataset()
+    features = compute_features(model, data, batch_size=5)
+    assert features["image_features"].shape == (len(data.image_names), model.image_encoder.out_dim)
+    assert features["text_features"].shape == (len(data.captions), model.text_encoder.out_dim)
+    with torch.no_grad():
+        direct = model.image_encoder(data.load_image(3)[None])[0]
+    torch.testing.assert_close(features["image_features"][3], direct, atol=1e-5, rtol=1e-5)
