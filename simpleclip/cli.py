@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="KEY=VALUE", help="override, e.g. --set train.epochs=3 (repeatable)")
     train.add_argument("--frozen", action="store_true",
                        help="freeze both encoders: train only the heads and the temperature")
+    train.add_argument("--cache-features", action="store_true",
+                       help="implies --frozen: encode the data once, then train only the heads")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUT_DIR/last exactly where it stopped")
     train.set_defaults(run=run_train)
@@ -53,18 +55,38 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="Recall@K of a checkpoint on a split")
     evaluate.add_argument("--checkpoint", type=Path, required=True, help="a saved model folder")
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder")
-    evaluate.add_argument("--split", default="test", help="train, dev (val) or test")
+    evaluate.add_argument("--split", default="test", help="train, dev (val), test, or all")
     evaluate.add_argument("--out", type=Path, default=None,
                           help="metrics.json path (default: CHECKPOINT/metrics_SPLIT.json)")
     evaluate.set_defaults(run=run_eval)
 
-    from simpleclip.clip_arch import validate
+    from simpleclip import search_cli
 
-    check = commands.add_parser(
+    search = commands.add_parser("search", help="find pictures in a folder with a sentence")
+    search_cli.add_arguments(search)
+    search.set_defaults(run=search_cli.run)
+
+    app = commands.add_parser(
+        "app", help="a web app: search pictures with words, label a picture (127.0.0.1)"
+    )
+    app.add_argument("--checkpoint", type=Path, default=None,
+                     help="model folder to start with (default: the first one in --runs)")
+    app.add_argument("--images", type=Path, default=None,
+                     help="picture folder to start with (default: the first */Images in --data)")
+    app.add_argument("--runs", type=Path, default=Path("runs"),
+                     help="checkpoints offered in the app: every model folder under it")
+    app.add_argument("--data", type=Path, default=Path("data"),
+                     help="picture folders offered in the app: each DATA/*/Images")
+    app.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on; 0.0.0.0 opens it to your network")
+    app.add_argument("--port", type=int, default=7860, help="port to listen on")
+    app.set_defaults(run=run_app)
+
+    # Listed here; its options live next to the check and are parsed there (see main), so
+    # that `simpleclip --help` does not import torch.
+    commands.add_parser(
         "validate-clip", help="compare our CLIP with transformers' on real weights (online)"
     )
-    validate.add_arguments(check)
-    check.set_defaults(run=validate.run)
     return parser
 
 
@@ -106,7 +128,9 @@ def run_train(args: argparse.Namespace) -> int:
     from simpleclip.evaluate import format_recall_table
     from simpleclip.train import train
 
-    frozen = ["image.trainable=false", "text.trainable=false"] if args.frozen else []
+    frozen = ["image.trainable=false", "text.trainable=false"]
+    frozen = frozen if args.frozen or args.cache_features else []
+    frozen += ["train.cache_features=true"] if args.cache_features else []
     config = load_config(args.config, [*frozen, *args.overrides])
     result = train(config, resume=args.resume)
     if result.history:
@@ -125,7 +149,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     model = CLIPModel.load(args.checkpoint)
     dataset = CaptionDataset(
-        load_split(args.data, args.split), find_images_dir(args.data), model.tokenizer,
+        load_split(args.data, None if args.split == "all" else args.split),
+        find_images_dir(args.data), model.tokenizer,
         build_transforms(model.image_encoder.preprocessing, train=False),
         max_length=model.config.data.max_length,
     )  # fmt: skip
@@ -139,8 +164,31 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_app(args: argparse.Namespace) -> int:
+    from simpleclip.app import ClipApp, launch
+
+    app = ClipApp(args.runs, args.data, checkpoint=args.checkpoint, images=args.images)
+    print(f"Serving on http://{args.host}:{args.port} (Ctrl-C stops it). Checkpoints: "
+          f"{len(app.checkpoints)}, picture folders: {len(app.folders)}.")
+    launch(app, host=args.host, port=args.port)
+    return 0
+
+
+def run_validate_clip(argv: list[str]) -> int:
+    from simpleclip.clip_arch import validate
+
+    parser = argparse.ArgumentParser(
+        prog="simpleclip validate-clip", description=validate.__doc__.splitlines()[0]
+    )
+    validate.add_arguments(parser)
+    return validate.run(parser.parse_args(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code. Expected errors print one clear line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["validate-clip"]:
+        return run_validate_clip(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -1,14 +1,16 @@
-"""Pictures: the similarity matrix and training curves.
+"""Pictures: the similarity matrix, training curves, retrieval grids and the embedding map.
 
 The similarity matrix is CLIP's signature picture: N images against their N captions, each
 cell the cosine similarity of one image and one caption. A trained model lights up the diagonal.
 Beside it, the softmax over each row (scaled by the learned temperature) shows what the loss
-actually sees. ``viz`` is for pictures only: training code never imports it.
+actually sees. Retrieval grids show a query's top-k answers; the embedding map projects images
+and captions together to 2-D. ``viz`` is for pictures only: training code never imports it.
 Taught in ``notebooks/07_evaluation.ipynb``; CLIP paper, Figure 1.
 """
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,6 +98,141 @@ def plot_training_curves(history: Sequence[dict]) -> Figure:
     recall_ax.legend(fontsize=7, ncol=2)
     temp_ax.plot(epochs, [record["temperature"] for record in history], "o-", color="tab:orange")
     temp_ax.set(title="learned temperature", xlabel="epoch")
+    fig.tight_layout()
+    return fig
+
+
+def plot_text_to_images(
+    query: str,
+    images: Sequence[np.ndarray],
+    scores: Sequence[float],
+    labels: Sequence[str] | None = None,
+    correct: Sequence[bool] | None = None,
+    ncols: int | None = None,
+    cell: float = 2.2,
+) -> Figure:
+    """A text query and its top-k pictures, best first.
+
+    Args:
+        query: the sentence that was searched for (the title).
+        images: the k best pictures as HWC uint8 arrays, best first.
+        scores: their cosine similarities with the query.
+        labels: a short name under each picture, e.g. its file name.
+        correct: when the true answers are known: a green frame for a true match, red otherwise.
+        ncols: pictures per row (default: a square-ish grid).
+        cell: inches per picture; the figure is ``ncols * cell`` by ``nrows * cell + 0.7``.
+    """
+    k = len(images)
+    ncols = ncols or math.ceil(math.sqrt(k))
+    nrows = math.ceil(k / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * cell, nrows * cell + 0.7),
+                             squeeze=False, layout="constrained")  # fmt: skip
+    for i, ax in enumerate(axes.flat):
+        if i >= k:
+            ax.axis("off")
+            continue
+        ax.imshow(images[i])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        name = f"\n{textwrap.shorten(labels[i], 28)}" if labels is not None else ""
+        ax.set_title(f"#{i + 1}  cos {scores[i]:.2f}{name}", fontsize=8)
+        if correct is not None:
+            for spine in ax.spines.values():
+                spine.set(color="tab:green" if correct[i] else "tab:red", linewidth=4)
+    fig.suptitle("\n".join(textwrap.wrap(f"\u201c{query}\u201d", 70)), fontsize=11)
+    return fig
+
+
+def plot_image_to_texts(
+    image: np.ndarray,
+    captions: Sequence[str],
+    scores: Sequence[float],
+    correct: Sequence[bool] | None = None,
+    wrap: int = 48,
+) -> Figure:
+    """A picture and its top-k captions as bars, best on top; true captions green when known.
+
+    The figure is 10 inches wide and ``max(2.5, 0.45 * k + 1)`` tall.
+    """
+    k = len(captions)
+    fig, (image_ax, bar_ax) = plt.subplots(
+        1, 2, figsize=(10, max(2.5, 0.45 * k + 1)), gridspec_kw={"width_ratios": [1, 2.4]}
+    )
+    image_ax.imshow(image)
+    image_ax.axis("off")
+    colors = ["tab:blue"] * k
+    if correct is not None:
+        colors = ["tab:green" if c else "tab:red" for c in correct]
+    bar_ax.barh(range(k), scores, color=colors)
+    labels = ["\n".join(textwrap.wrap(c, wrap)[:2]) for c in captions]
+    bar_ax.set_yticks(range(k), [f"#{i + 1} {t}" for i, t in enumerate(labels)], fontsize=8)
+    bar_ax.invert_yaxis()  # the best caption on top
+    bar_ax.set(xlabel="cosine similarity", title=f"top {k} captions for this picture")
+    fig.tight_layout()
+    return fig
+
+
+def project_2d(points: torch.Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """Project points to 2-D: exact PCA (an SVD), or t-SNE if scikit-learn is installed.
+
+    Shapes: (N, E) -> (N, 2).
+    """
+    points = points.detach().float().cpu()
+    if method == "pca":
+        centred = points - points.mean(0)
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)  # rows of vh: the axes
+        return (centred @ vh[:2].T).numpy()  # (N, E) @ (E, 2) -> (N, 2)
+    if method == "tsne":
+        try:
+            from sklearn.manifold import TSNE
+        except ImportError as err:
+            raise ImportError("method='tsne' needs scikit-learn; use method='pca'.") from err
+        perplexity = min(30.0, (len(points) - 1) / 3)
+        return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+            points.numpy()
+        )
+    raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
+
+
+def plot_embedding_map(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    caption_image: Sequence[int] | torch.Tensor,
+    images: Sequence[np.ndarray] | None = None,
+    captions: Sequence[str] | None = None,
+    method: str = "pca",
+) -> Figure:
+    """Images and captions in one 2-D picture of the shared space; grey lines join true pairs.
+
+    Both sets are projected together, so the distance between the two clouds is real: CLIP
+    models keep images and texts apart (the "modality gap", Liang et al., 2022).
+
+    Args:
+        image_embeds: (N_i, E) image embeddings.
+        text_embeds: (N_c, E) caption embeddings.
+        caption_image: (N_c,) the index of each caption's image.
+        images: N_i pictures (HWC uint8), drawn as thumbnails at their points.
+        captions: N_c texts, written beside their points (shortened).
+        method: ``"pca"`` or ``"tsne"`` (see ``project_2d``).
+
+    The figure is 9 by 8 inches.
+    """
+    points = project_2d(torch.cat([image_embeds, text_embeds]), method)
+    image_xy, text_xy = points[: len(image_embeds)], points[len(image_embeds) :]
+    fig, ax = plt.subplots(figsize=(9, 8))
+    for text_point, owner in zip(text_xy, np.asarray(caption_image), strict=True):
+        pair = np.stack([text_point, image_xy[owner]])  # (2, 2)
+        ax.plot(pair[:, 0], pair[:, 1], color="0.75", lw=0.8, zorder=1)
+    ax.scatter(*image_xy.T, marker="s", s=30, color="tab:blue", label="image", zorder=2)
+    ax.scatter(*text_xy.T, marker="o", s=18, color="tab:orange", label="caption", zorder=3)
+    for xy, image in zip(image_xy, images if images is not None else [], strict=False):
+        thumb = OffsetImage(image, zoom=28 / max(image.shape[:2]))
+        ax.add_artist(AnnotationBbox(thumb, xy, frameon=False, zorder=2))
+    for xy, text in zip(text_xy, captions if captions is not None else [], strict=False):
+        ax.annotate(textwrap.shorten(text, 30), xy, xytext=(3, 3), textcoords="offset points",
+                    fontsize=6, color="tab:brown")  # fmt: skip
+    ax.set(xticks=[], yticks=[], title=f"images and captions in one space ({method.upper()})")
+    ax.legend(loc="best")
     fig.tight_layout()
     return fig
 

@@ -28,3 +28,16 @@ def test_python_dash_m_is_the_same_program() -> None:
         [sys.executable, "-m", "simpleclip", "--help"], capture_output=True, text=True, check=True
     )
     assert "make-synthetic" in result.stdout and "download" in result.stdout
+
+
+def test_validate_clip_offline_fails_fast_with_a_message(capsys) -> None:
+    assert main(["validate-clip", "--model", "openai/clip-vit-base-patch32"]) == 2
+    captured = capsys.readouterr()
+    assert "internet" in (captured.out + captured.err)
+
+
+def test_help_does_not_import_torch() -> None:
+    code = "import sys; from simpleclip.cli import build_parser; build_parser(); " \
+           "print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False"

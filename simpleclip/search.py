@@ -1,0 +1,331 @@
+"""Search any folder of pictures with a sentence: CLIP as a photo search engine.
+
+Every picture in the folder (and its sub-folders; hidden ones are left out) is encoded once with
+the image tower and the model's own eval preprocessing. A query is encoded with the text tower;
+the cosine similarity with each picture ranks them. Files that cannot be decoded are skipped and
+reported, never fatal. The index is cached with ``torch.save`` under ``default_cache_dir()``,
+never inside the searched folder, keyed by the folder and a fingerprint of the image tower;
+each entry remembers a file's size and modification time, so only new or changed files are
+encoded again. The ``simpleclip search`` command is in ``search_cli``. Taught in
+``notebooks/07_evaluation.ipynb``; retrieval as in the CLIP paper's Flickr30k and MSCOCO results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from simpleclip.data import ImageLoadError, build_transforms, load_rgb
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+CACHE_VERSION = 1  # bump when the cache layout changes: older files are then ignored
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    path: Path  # the picture
+    score: float  # cosine similarity of the query and the picture, in [-1, 1]
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str  # e.g. "not an image file", "cannot decode: image file is truncated"
+
+
+def default_cache_dir() -> Path:
+    """``$SIMPLECLIP_CACHE``, else ``$XDG_CACHE_HOME/simpleclip/search``, else ``~/.cache/...``."""
+    if os.environ.get("SIMPLECLIP_CACHE"):
+        return Path(os.environ["SIMPLECLIP_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "simpleclip" / "search"
+
+
+def list_files(folder: Path) -> list[Path]:
+    """Every file under ``folder``, sorted; hidden files and folders (``.name``) are left out."""
+    return sorted(
+        path for path in folder.rglob("*")
+        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(folder).parts)
+    )  # fmt: skip
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A hash of everything ``encode_image`` depends on: image tower, image head, preprocessing.
+
+    The text side is left out on purpose: the index stores image embeddings only.
+    """
+    digest = hashlib.sha256(repr(model.image_encoder.preprocessing).encode())
+    for part in (model.image_encoder, model.image_head):
+        for name, tensor in part.state_dict().items():
+            flat = tensor.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _autocast(device: torch.device) -> Any:
+    if device.type == "cuda":  # as in evaluate.compute_embeddings
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def encode_texts(model: torch.nn.Module, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+    """Captions -> unit embeddings, in eval mode. Shapes: N texts -> (N, E) float32 on the CPU."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    chunks = []
+    with _autocast(device):
+        for start in range(0, len(texts), batch_size):
+            batch = model.tokenize(texts[start : start + batch_size])
+            chunks.append(model.encode_text(**{k: v.to(device) for k, v in batch.items()}))
+    model.train(was_training)
+    return torch.cat(chunks).float().cpu()
+
+
+class _ImageFiles(Dataset):
+    """Decode and preprocess files (or PIL images); a failure gives its reason, not a tensor."""
+
+    def __init__(self, paths: list[Path | Image.Image], transform: Any) -> None:
+        self.paths, self.transform = paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str]:
+        item = self.paths[index]
+        try:
+            picture = item.convert("RGB") if isinstance(item, Image.Image) else load_rgb(item)
+        except (ImageLoadError, Image.DecompressionBombError) as err:
+            return None, f"cannot decode: {err.__cause__ or err}"
+        pixels = np.asarray(picture)
+        return self.transform(image=pixels)["image"], ""
+
+
+@torch.no_grad()
+def encode_image_files(
+    model: torch.nn.Module,
+    paths: list[Path | Image.Image],
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> tuple[torch.Tensor, list[str]]:
+    """Encode picture files with the model's eval preprocessing, in batches, without gradients.
+
+    Returns:
+        ``(image_embeds, reasons)``: the embeddings of the files that could be decoded, in
+        order, and one reason per path (``""`` for each file that was encoded).
+
+    Shapes: N paths -> (N_ok, E) float32 on the CPU, N_ok = number of empty reasons.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    transform = build_transforms(model.image_encoder.preprocessing, train=False)
+    loader = DataLoader(_ImageFiles(paths, transform), batch_size=batch_size,
+                        num_workers=num_workers, collate_fn=list)  # fmt: skip
+    chunks, reasons = [], []
+    with _autocast(device):
+        bar = tqdm(loader, desc="indexing images", disable=not (progress and paths), leave=False)
+        for batch in bar:
+            reasons += [reason for _, reason in batch]
+            good = [pixels for pixels, _ in batch if pixels is not None]
+            if good:
+                chunks.append(model.encode_image(torch.stack(good).to(device)).float().cpu())
+    model.train(was_training)
+    return (torch.cat(chunks) if chunks else torch.zeros(0, 0)), reasons
+
+
+class ImageIndex:
+    """The embeddings of every readable picture in a folder, ready to be searched.
+
+    Build one with ``ImageIndex.build``; then ``search("a dog on the beach")``.
+
+    Args:
+        model: the CLIP model that encoded the pictures (it encodes the queries too).
+        root: the folder that was indexed.
+        paths: the N indexed pictures.
+        image_embeds: their unit embeddings, (N, E).
+        skipped: files that are not in the index, each with the reason.
+        encoded: how many files were decoded and encoded by this build (0: all from the cache).
+        reused: how many files came from the cache.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        root: Path,
+        paths: list[Path],
+        image_embeds: torch.Tensor,
+        skipped: list[SkippedFile],
+        encoded: int = 0,
+        reused: int = 0,
+    ) -> None:
+        self.model, self.root, self.paths = model, root, paths
+        self.image_embeds, self.skipped = image_embeds, skipped
+        self.encoded, self.reused = encoded, reused
+
+    @classmethod
+    def build(
+        cls,
+        model: torch.nn.Module,
+        folder: str | Path,
+        batch_size: int = 64,
+        cache: bool = True,
+        cache_dir: str | Path | None = None,
+        num_workers: int = 0,
+        progress: bool = True,
+    ) -> ImageIndex:
+        """Encode every picture under ``folder`` (sub-folders too), reusing the cache.
+
+        Args:
+            model: a ``CLIPModel``; its eval preprocessing prepares the pictures.
+            folder: the pictures; ``.jpg .jpeg .png .webp .bmp .gif``, any letter case.
+            batch_size: pictures per forward pass.
+            cache: read and write the on-disk cache.
+            cache_dir: where cache files live (default: ``default_cache_dir()``).
+            num_workers: DataLoader processes that decode pictures.
+            progress: show a progress bar while encoding.
+
+        Raises:
+            FileNotFoundError: ``folder`` is not a folder.
+            ValueError: no file in it is a picture that can be decoded.
+
+        Example:
+            >>> index = ImageIndex.build(model, "~/Pictures")  # doctest: +SKIP
+            >>> index.search("a dog running on the beach", top_k=3)  # doctest: +SKIP
+        """
+        root = Path(folder).expanduser().resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(f"No folder of pictures at {root}.")
+        files = list_files(root)
+        pictures = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+        fingerprint = model_fingerprint(model)
+        cache_file = cache_path(root, fingerprint, cache_dir) if cache else None
+        known = _read_cache(cache_file, fingerprint) if cache_file else {}
+        stamps = {p: _stamp(p) for p in pictures}
+        todo = [p for p in pictures if p not in known or known[p][0] != stamps[p]]
+        embeds, reasons = encode_image_files(model, todo, batch_size, num_workers, progress)
+        fresh = iter(embeds)
+        for path, reason in zip(todo, reasons, strict=True):
+            known[path] = (stamps[path], None if reason else next(fresh), reason)
+        entries = {p: known[p] for p in pictures}  # drops the files removed since
+        if cache_file and (todo or len(known) != len(entries)):
+            _write_cache(cache_file, root, fingerprint, entries)
+        return cls._from_entries(model, root, files, entries, encoded=len(todo))
+
+    @classmethod
+    def _from_entries(
+        cls, model: torch.nn.Module, root: Path, files: list[Path], entries: dict, encoded: int
+    ) -> ImageIndex:
+        ok = [path for path, (_, _, reason) in entries.items() if not reason]
+        if not ok:
+            found = f"{len(files)} files, none of them" if files else "the folder is empty, not"
+            raise ValueError(
+                f"No readable images in {root}: {found} a picture that could be decoded "
+                f"(looked for {' '.join(IMAGE_EXTENSIONS)}, sub-folders too, hidden files not)."
+            )
+        skipped = [
+            SkippedFile(p, entries[p][2] if p in entries else "not an image file")
+            for p in files
+            if p not in entries or entries[p][2]
+        ]
+        embeds = torch.stack([entries[path][1] for path in ok])
+        return cls(model, root, ok, embeds, skipped, encoded, len(entries) - encoded)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def search(self, query: str, top_k: int = 9) -> list[SearchHit]:
+        """The ``top_k`` pictures that best match a sentence, best first."""
+        return self.rank(encode_texts(self.model, [query])[0], top_k)
+
+    def search_image(self, image: str | Path | Image.Image, top_k: int = 9) -> list[SearchHit]:
+        """The ``top_k`` pictures most like ``image`` (itself first, if it is in the folder)."""
+        item = image if isinstance(image, Image.Image) else Path(image)
+        embeds, reasons = encode_image_files(self.model, [item], progress=False)
+        if reasons[0]:
+            raise ValueError(f"{image}: {reasons[0]}")
+        return self.rank(embeds[0], top_k)
+
+    def rank(self, query_embed: torch.Tensor, top_k: int = 9) -> list[SearchHit]:
+        """Sort the pictures by cosine similarity to a unit query embedding. Shapes: (E,)."""
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}.")
+        scores = self.image_embeds @ query_embed  # (N, E) @ (E,) -> (N,)
+        best = scores.topk(min(top_k, len(scores)))
+        pairs = zip(best.values.tolist(), best.indices.tolist(), strict=True)
+        return [SearchHit(self.paths[index], score) for score, index in pairs]
+
+    def summary(self) -> str:
+        """One line: how many pictures, where from, and how many files were skipped."""
+        unreadable = sum(s.reason != "not an image file" for s in self.skipped)
+        return (
+            f"{len(self)} pictures indexed in {self.root} ({self.encoded} files decoded now, "
+            f"{self.reused} reused from the cache); {len(self.skipped)} files skipped "
+            f"({unreadable} unreadable, {len(self.skipped) - unreadable} not images)."
+        )
+
+
+# --- the on-disk cache: plain tensors, strings and numbers, loadable with weights_only=True
+
+
+def cache_path(root: Path, fingerprint: str, cache_dir: str | Path | None = None) -> Path:
+    """One cache file per (folder, image tower) pair."""
+    folder = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    return Path(cache_dir or default_cache_dir()).expanduser() / f"{folder}-{fingerprint[:16]}.pt"
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """(size in bytes, modification time in ns): a changed file changes its stamp."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+Entry = tuple[tuple[int, int], torch.Tensor | None, str]  # stamp, embedding, skip reason
+
+
+def _read_cache(cache_file: Path, fingerprint: str) -> dict[Path, Entry]:
+    """The cached entries, or ``{}`` if there is no usable cache (a damaged one is ignored)."""
+    if not cache_file.is_file():
+        return {}
+    try:
+        saved = torch.load(cache_file, weights_only=True)
+        if saved["version"] != CACHE_VERSION or saved["fingerprint"] != fingerprint:
+            return {}
+        root, embeds = Path(saved["root"]), iter(saved["embeds"])
+        rows = zip(saved["files"], saved["stamps"].tolist(), saved["reasons"], strict=True)
+        return {
+            root / name: ((size, mtime), None if reason else next(embeds), reason)
+            for name, (size, mtime), reason in rows
+        }
+    except Exception:  # a damaged or foreign file: rebuild it, never fail a search over it
+        return {}
+
+
+def _write_cache(cache_file: Path, root: Path, fingerprint: str, entries: dict) -> None:
+    embeds = [embed for _, embed, reason in entries.values() if not reason]
+    saved = {
+        "version": CACHE_VERSION,
+        "fingerprint": fingerprint,
+        "root": str(root),
+        "files": [path.relative_to(root).as_posix() for path in entries],
+        "stamps": torch.tensor([stamp for stamp, _, _ in entries.values()], dtype=torch.long),
+        "reasons": [reason for _, _, reason in entries.values()],
+        "embeds": torch.stack(embeds) if embeds else torch.zeros(0, 0),
+    }
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")
+    torch.save(saved, tmp)
+    os.replace(tmp, cache_file)  # atomic: a reader never sees half a file
