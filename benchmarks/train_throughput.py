@@ -10,9 +10,10 @@ Prints one JSON line per mode, then one with the speed-up, all measured in one r
 
 For each mode: pairs/s of the training step alone (one batch already on the device, repeated)
 and of the full loop with data loading, plus peak memory (CUDA max allocated, else the process's
-peak RSS). Weights are random (``--random-weights``, the default), so no download is needed.
+peak RSS). The modes alternate in short rounds and medians are kept, so load from other jobs on
+the machine hits both alike. Weights are random, so no download is needed.
 
-    python benchmarks/train_throughput.py --config synthetic_tiny --batch-size 128 --steps 30
+    python benchmarks/train_throughput.py --config synthetic_tiny --batch-size 128
     python benchmarks/train_throughput.py --config flickr8k_resnet50_distilbert --mode fast \\
         --set data.root=data/flickr8k --steps 50       # on a GPU
     python benchmarks/train_throughput.py --smoke       # CI: a few steps, tiny data
@@ -21,7 +22,6 @@ peak RSS). Weights are random (``--random-weights``, the default), so no downloa
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import resource
 import sys
@@ -87,35 +87,61 @@ def build_offline_model(config: Config, root: Path) -> CLIPModel:
     return build_model(config, tokenizer=tokenizer, hf_config=hf_config, pretrained=False)
 
 
-def measure(config: Config, name: str, model: CLIPModel, mode: str, steps: int) -> dict:
-    device = select_device(config.train.device)
-    precision = select_precision(device, config.train.precision) if mode == "fast" else (
-        Precision(None, False))  # fmt: skip
-    model = model.to(device)
-    channels_last = mode == "fast" and device.type == "cuda"
-    if channels_last:
-        model.image_encoder.to(memory_format=torch.channels_last)
-    loader = make_loader(config, model, mode, device)
-    optimizer = make_optimizer(model, config)
-    loop = _Loop(model, optimizer, make_scheduler(optimizer, 10, 10 * steps),
-                 torch.amp.GradScaler(device.type, enabled=precision.use_scaler), precision,
-                 device, config, progress=False)  # fmt: skip
-    model.train()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    batch = next(iter(loader))
-    step_seconds = timed(lambda: loop.step(batch), steps, device)
-    batches = itertools.cycle(loader)
-    loop_seconds = timed(lambda: loop.step(next(batches)), steps, device)
-    peak, kind = peak_memory(device)
-    return {
-        "mode": mode, "device": str(device), "config": name,
-        "batch_size": config.train.batch_size, "steps": steps,
-        "precision": str(precision.dtype or "fp32").replace("torch.", ""),
-        "step_pairs_per_s": round(config.train.batch_size * steps / step_seconds, 1),
-        "loop_pairs_per_s": round(config.train.batch_size * steps / loop_seconds, 1),
-        "peak_memory_mb": round(peak, 1), "memory": kind,
-    }  # fmt: skip
+class Setup:
+    """One mode's model, optimizer loop and data, ready to be timed."""
+
+    def __init__(self, config: Config, model: CLIPModel, mode: str) -> None:
+        self.mode, self.config = mode, config
+        self.device = select_device(config.train.device)
+        self.precision = (select_precision(self.device, config.train.precision)
+                          if mode == "fast" else Precision(None, False))  # fmt: skip
+        model = model.to(self.device)
+        if mode == "fast" and self.device.type == "cuda":
+            model.image_encoder.to(memory_format=torch.channels_last)
+        self.loader = make_loader(config, model, mode, self.device)
+        optimizer = make_optimizer(model, config)
+        self.loop = _Loop(model, optimizer, make_scheduler(optimizer, 10, 10_000),
+                          torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler),
+                          self.precision, self.device, config, progress=False)  # fmt: skip
+        model.train()
+        self.batch = next(iter(self.loader))
+        self.batches = forever(self.loader)
+
+    def time_steps(self, steps: int) -> float:
+        """Seconds for ``steps`` optimisation steps on one batch already loaded."""
+        return timed(lambda: self.loop.step(self.batch), steps, self.device)
+
+    def time_loop(self, steps: int) -> float:
+        """Seconds for ``steps`` steps with data loading, as in training."""
+        return timed(lambda: self.loop.step(next(self.batches)), steps, self.device)
+
+
+def forever(loader: DataLoader):
+    """Batches without end, each freshly loaded (``itertools.cycle`` would replay stored ones)."""
+    while True:
+        yield from loader
+
+
+def measure(setups: list[Setup], name: str, steps: int, rounds: int) -> list[dict]:
+    """Alternate the modes in short rounds and keep medians: load from other jobs hits both."""
+    times = {s.mode: {"step": [], "loop": []} for s in setups}
+    for _ in range(rounds):
+        for setup in setups:
+            times[setup.mode]["step"].append(setup.time_steps(steps))
+            times[setup.mode]["loop"].append(setup.time_loop(steps))
+    peak, kind = peak_memory(setups[0].device)
+    rows = []
+    for setup in setups:
+        pairs = setup.config.train.batch_size * steps
+        rows.append({
+            "mode": setup.mode, "device": str(setup.device), "config": name,
+            "batch_size": setup.config.train.batch_size, "steps": steps, "rounds": rounds,
+            "precision": str(setup.precision.dtype or "fp32").replace("torch.", ""),
+            "step_pairs_per_s": round(pairs / float(np.median(times[setup.mode]["step"])), 1),
+            "loop_pairs_per_s": round(pairs / float(np.median(times[setup.mode]["loop"])), 1),
+            "peak_memory_mb": round(peak, 1), "memory": kind,
+        })  # fmt: skip
+    return rows
 
 
 def make_loader(config: Config, model: CLIPModel, mode: str, device: torch.device) -> DataLoader:
@@ -158,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="synthetic_tiny")
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed round")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per mode")
     parser.add_argument("--mode", choices=["both", "fast", "baseline"], default="both")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--smoke", action="store_true", help="a few steps on tiny data (CI)")
@@ -167,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         tmp = tempfile.mkdtemp(prefix="throughput-")
         overrides += [f"data.root={tmp}/data", "data.synthetic_images=120", "data.num_workers=0"]
-        args.steps, args.batch_size = 2, args.batch_size or 16
+        args.steps, args.rounds, args.batch_size = 2, 1, args.batch_size or 16
     if args.batch_size:
         overrides.append(f"train.batch_size={args.batch_size}")
     config = load_config(args.config, ["image.pretrained=false", "text.pretrained=false",
@@ -175,12 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     root = prepare_data(config)
-    results = {}
+    setups = []
     for mode in ["baseline", "fast"] if args.mode == "both" else [args.mode]:
         torch.manual_seed(config.train.seed)
-        model = build_offline_model(config, root)
-        results[mode] = measure(config, Path(args.config).stem, model, mode, args.steps)
-        print(json.dumps(results[mode]), flush=True)
+        setups.append(Setup(config, build_offline_model(config, root), mode))
+    results = {row["mode"]: row for row in measure(setups, Path(args.config).stem, args.steps,
+                                                    args.rounds)}  # fmt: skip
+    for row in results.values():
+        print(json.dumps(row), flush=True)
     if len(results) == 2:
         ratio = results["fast"]["loop_pairs_per_s"] / results["baseline"]["loop_pairs_per_s"]
         print(json.dumps({"speedup_full_loop": round(ratio, 2)}))

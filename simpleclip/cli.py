@@ -7,6 +7,7 @@ done from Python or a notebook. Heavy imports happen inside the commands, keepin
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -192,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (keeps Python's exit flush quiet)
+        return 0
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         print(f"simpleclip {args.command}: error: {err}", file=sys.stderr)
         return 1

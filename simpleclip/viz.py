@@ -63,15 +63,16 @@ def plot_similarity_matrix(
 
 def _heatmap(ax: Any, values: np.ndarray, cmap: str, limits: tuple, show_values: bool) -> None:
     n = len(values)
-    ax.imshow(values, cmap=cmap, vmin=limits[0], vmax=limits[1])
+    shown = ax.imshow(values, cmap=cmap, vmin=limits[0], vmax=limits[1])
     ax.set_xticks([])
     for i in range(n):  # outline the true pairs
         ax.add_patch(plt.Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, ec="black", lw=2))
     if show_values:
         for (row, col), value in np.ndenumerate(values):
-            strong = abs(value - np.mean(limits)) > 0.3 * np.ptp(limits)
+            red, green, blue, _ = shown.cmap(shown.norm(value))
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5  # perceived brightness
             ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if strong else "black")  # fmt: skip
+                    color="white" if dark else "black")  # fmt: skip
 
 
 def _thumbnails_on_top(ax: Any, images: Sequence[np.ndarray]) -> None:

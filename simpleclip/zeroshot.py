@@ -1,0 +1,208 @@
+"""Zero-shot classification: turn a list of class names into a classifier, no training needed.
+
+Each class name is written into prompt templates ("a photo of a {}."), the text tower encodes
+every sentence, and a picture gets the class whose embedding is closest, with probabilities from
+the same softmax at the learned temperature as in training. Prompt ensembling averages the unit
+embeddings of several templates per class and normalises the mean again. The measurements on
+the synthetic shapes set (including the held-out purple triangle) are in ``zeroshot_synthetic``.
+Taught in ``notebooks/08_zero_shot_and_search.ipynb``; CLIP paper, Sections 3.1.2–3.1.4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from simpleclip.data import build_transforms, load_rgb
+from simpleclip.loss import MAX_LOGIT_SCALE
+from simpleclip.search import encode_texts
+
+BARE = ("{}",)  # the class name alone
+SINGLE = ("a photo of a {}.",)  # the CLIP paper's default prompt
+# The 7 templates the CLIP authors found best on ImageNet (CLIP repository, Prompt_Engineering
+# notebook): a small generic ensemble.
+CLIP_ENSEMBLE = (
+    "itap of a {}.",
+    "a bad photo of the {}.",
+    "a origami {}.",
+    "a photo of the large {}.",
+    "a {} in a video game.",
+    "art of the {}.",
+    "a photo of the small {}.",
+)
+# Curated for the synthetic shapes: the words its captions use, over every size and position,
+# so that the ensemble averages out what the class name does not say.
+SHAPES_ENSEMBLE = (
+    "a {}",
+    "a {} on a plain background",
+    "a picture of a {}",
+    "a small {}",
+    "a big {}",
+    "a {} on the left",
+    "a {} on the right",
+    "a {} at the top",
+    "a {} at the bottom",
+    "a {} in the middle",
+)
+TEMPLATE_SETS = {
+    "bare": BARE,
+    "single": SINGLE,
+    "clip ensemble": CLIP_ENSEMBLE,
+    "shapes ensemble": SHAPES_ENSEMBLE,
+}
+
+Picture = str | Path | Image.Image | np.ndarray  # a file, a PIL image or an HWC uint8 array
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float  # softmax over all classes at the model's temperature, in [0, 1]
+
+
+def fill_template(template: str, name: str) -> str:
+    """Put a class name into a template, fixing the article: ``a {}`` + orange -> an orange."""
+    if name[:1].lower() in "aeiou":
+        template = template.replace("a {}", "an {}")
+    return template.format(name)
+
+
+def ensemble_embeddings(text_embeds: torch.Tensor) -> torch.Tensor:
+    """One unit vector per class: normalise each template's embedding, average, normalise again.
+
+    Normalising first gives every template the same vote; a raw embedding with a large norm
+    would otherwise dominate the mean.
+
+    Shapes: (C, T, E) -> (C, E).
+    """
+    return F.normalize(F.normalize(text_embeds, dim=-1).mean(dim=1), dim=-1)
+
+
+@dataclass
+class ZeroShotClassifier:
+    """Class names and their text embeddings: a linear classifier written by the text tower.
+
+    Args:
+        classes: the C class names.
+        class_embeds: one unit vector per class, (C, E).
+        logit_scale: 1 / temperature, the model's learned value (capped at 100 as in training).
+    """
+
+    classes: list[str]
+    class_embeds: torch.Tensor
+    logit_scale: float
+
+    def probabilities(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Shapes: (N, E) unit image embeddings -> (N, C), each row sums to one."""
+        logits = self.logit_scale * image_embeds @ self.class_embeds.T  # (N, E) @ (E, C)
+        return logits.softmax(dim=-1)
+
+    def predict(self, image_embeds: torch.Tensor, top_k: int = 5) -> list[list[Prediction]]:
+        """The ``top_k`` most likely classes of each picture, most likely first."""
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}.")
+        best = self.probabilities(image_embeds).topk(min(top_k, len(self.classes)), dim=-1)
+        return [
+            [Prediction(self.classes[i], p) for p, i in zip(probs, ids, strict=True)]
+            for probs, ids in zip(best.values.tolist(), best.indices.tolist(), strict=True)
+        ]
+
+
+@torch.no_grad()
+def build_classifier(
+    model: torch.nn.Module, classes: Sequence[str], templates: Sequence[str] = SINGLE
+) -> ZeroShotClassifier:
+    """Encode every (class, template) sentence and ensemble the templates of each class.
+
+    Args:
+        model: a ``CLIPModel``.
+        classes: class names, e.g. ``["dog", "cat"]``; each must be non-empty and unique.
+        templates: sentences with one ``{}`` for the class name (see ``TEMPLATE_SETS``).
+
+    Shapes: C classes, T templates -> class_embeds (C, E).
+
+    Example:
+        >>> classifier = build_classifier(model, ["circle", "star"])  # doctest: +SKIP
+        >>> classifier.predict(encode_pictures(model, ["a.png"]), top_k=1)  # doctest: +SKIP
+    """
+    classes = [c.strip() for c in classes]
+    if not classes or not all(classes) or len(set(classes)) < len(classes):
+        raise ValueError(f"Give at least one class name, each non-empty and unique: {classes}.")
+    if not templates or any(t.count("{}") != 1 for t in templates):
+        raise ValueError(f"Every template needs exactly one {{}} for the class name: {templates}.")
+    texts = [fill_template(t, c) for c in classes for t in templates]
+    embeds = encode_texts(model, texts).view(len(classes), len(templates), -1)  # (C, T, E)
+    scale = model.logit_scale.detach().clamp(max=MAX_LOGIT_SCALE).exp().item()
+    return ZeroShotClassifier(classes, ensemble_embeddings(embeds), scale)
+
+
+@torch.no_grad()
+def encode_pictures(
+    model: torch.nn.Module, pictures: Sequence[Picture] | torch.Tensor, batch_size: int = 64
+) -> torch.Tensor:
+    """Unit image embeddings with the model's eval preprocessing, in batches, without gradients.
+
+    Args:
+        model: a ``CLIPModel``.
+        pictures: files, PIL images or HWC uint8 arrays; or a tensor already preprocessed.
+        batch_size: pictures per forward pass.
+
+    Shapes: N pictures or (N, 3, S, S) -> (N, E) float32 on the CPU.
+    """
+    device = next(model.parameters()).device
+    transform = build_transforms(model.image_encoder.preprocessing, train=False)
+    was_training = model.training
+    model.eval()
+    chunks = []
+    for start in range(0, len(pictures), batch_size):
+        batch = pictures[start : start + batch_size]
+        if not isinstance(batch, torch.Tensor):
+            batch = torch.stack([transform(image=_rgb_array(p))["image"] for p in batch])
+        chunks.append(model.encode_image(batch.to(device)).float().cpu())
+    model.train(was_training)
+    if not chunks:
+        raise ValueError("No pictures to encode.")
+    return torch.cat(chunks)
+
+
+def _rgb_array(picture: Picture) -> np.ndarray:
+    if isinstance(picture, str | Path):
+        picture = load_rgb(picture)
+    if isinstance(picture, Image.Image):
+        picture = picture.convert("RGB")
+    return np.asarray(picture)
+
+
+def classify(
+    model: torch.nn.Module,
+    images: Sequence[Picture] | torch.Tensor,
+    classes: Sequence[str],
+    templates: Sequence[str] = SINGLE,
+    top_k: int = 5,
+    batch_size: int = 64,
+) -> list[list[Prediction]]:
+    """Zero-shot classify pictures: the ``top_k`` labels of each, with probabilities.
+
+    Args:
+        model: a ``CLIPModel``; its learned temperature sharpens the softmax.
+        images: files, PIL images, HWC uint8 arrays, or a preprocessed (N, 3, S, S) tensor.
+        classes: the candidate labels.
+        templates: prompt templates; several are ensembled (see ``ensemble_embeddings``).
+        top_k: labels per picture (at most the number of classes).
+        batch_size: pictures per forward pass.
+
+    Returns:
+        One list per picture of ``Prediction(label, probability)``, most likely first.
+
+    Example:
+        >>> classify(model, ["cat.jpg"], ["cat", "dog"], CLIP_ENSEMBLE)  # doctest: +SKIP
+        [[Prediction(label='cat', probability=0.93), Prediction(label='dog', probability=0.07)]]
+    """
+    classifier = build_classifier(model, classes, templates)
+    return classifier.predict(encode_pictures(model, images, batch_size), top_k)
