@@ -36,6 +36,21 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_config():
+    """Factory: the demo config shrunk for tests, on a given data folder and run folder."""
+    from simpleclip.config import load_config
+
+    def make(root: Path, out: Path, *overrides: str):
+        return load_config("synthetic_tiny", [
+            f"data.root={root}", "data.synthetic_images=0", f"train.out_dir={out}",
+            "train.batch_size=32", "train.epochs=2", "train.warmup_steps=2", "head.embed_dim=32",
+            *overrides,
+        ])  # fmt: skip
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(synthetic_root: Path):
     """A WordPiece tokenizer trained on the synthetic captions (what the tiny text encoder uses)."""
     from simpleclip.data import read_captions

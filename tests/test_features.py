@@ -9,25 +9,21 @@ import pytest
 import torch
 
 import simpleclip.features as features_module
-from simpleclip.config import Config, load_config
 from simpleclip.data import CaptionDataset, load_split
 from simpleclip.features import cached_features, compute_features, feature_key
 from simpleclip.model import build_model
 from simpleclip.train import train
 
-
-def frozen_config(root: Path, out: Path, *overrides: str) -> Config:
-    return load_config("synthetic_tiny", [
-        f"data.root={root}", "data.synthetic_images=0", f"train.out_dir={out}",
-        "train.batch_size=32", "train.epochs=2", "train.warmup_steps=2", "head.embed_dim=32",
-        "image.trainable=false", "text.trainable=false", *overrides,
-    ])  # fmt: skip
+FROZEN = ("image.trainable=false", "text.trainable=false")
 
 
-def test_cached_features_train_the_same_model_as_recomputing_them(synthetic_root, tmp_path):
-    recomputed = train(frozen_config(synthetic_root, tmp_path / "a"), progress=False)
-    cached = train(frozen_config(synthetic_root, tmp_path / "b", "train.cache_features=true"),
-                   progress=False)  # fmt: skip
+def test_cached_features_train_the_same_model_as_recomputing_them(
+    tiny_config, synthetic_root, tmp_path
+):
+    recomputed = train(tiny_config(synthetic_root, tmp_path / "a", *FROZEN), progress=False)
+    cache_on = "train.cache_features=true"
+    cached_config = tiny_config(synthetic_root, tmp_path / "b", *FROZEN, cache_on)
+    cached = train(cached_config, progress=False)
     for (name, a), (_, b) in zip(recomputed.model.state_dict().items(),
                                  cached.model.state_dict().items(), strict=True):  # fmt: skip
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=name)
@@ -36,19 +32,21 @@ def test_cached_features_train_the_same_model_as_recomputing_them(synthetic_root
     )
 
 
-def test_cache_features_refuses_trainable_encoders(synthetic_root: Path, tmp_path: Path):
-    config = frozen_config(synthetic_root, tmp_path / "c", "train.cache_features=true",
+def test_cache_features_refuses_trainable_encoders(
+    tiny_config, synthetic_root: Path, tmp_path: Path
+):
+    config = tiny_config(synthetic_root, tmp_path / "c", *FROZEN, "train.cache_features=true",
                            "image.trainable=true")  # fmt: skip
     with pytest.raises(ValueError, match="needs frozen encoders"):
         train(config, progress=False)
 
 
 @pytest.fixture
-def setup(synthetic_root: Path, tmp_path: Path, tiny_tokenizer):
+def setup(tiny_config, synthetic_root: Path, tmp_path: Path, tiny_tokenizer):
     root = tmp_path / "data"
     shutil.copytree(synthetic_root, root)
     torch.manual_seed(0)
-    model = build_model(frozen_config(root, tmp_path / "x"), tokenizer=tiny_tokenizer)
+    model = build_model(tiny_config(root, tmp_path / "x", *FROZEN), tokenizer=tiny_tokenizer)
 
     def dataset() -> CaptionDataset:
         return CaptionDataset(load_split(root, "dev"), root / "Images", tiny_tokenizer)
@@ -59,8 +57,11 @@ def setup(synthetic_root: Path, tmp_path: Path, tiny_tokenizer):
 def test_cache_is_reused_and_invalidated(setup, tmp_path: Path, monkeypatch) -> None:
     root, model, dataset = setup
     calls = []
-    monkeypatch.setattr(features_module, "compute_features",
-                        lambda *a, **k: calls.append(1) or compute_features(*a, **k))
+    monkeypatch.setattr(
+        features_module,
+        "compute_features",
+        lambda *a, **k: calls.append(1) or compute_features(*a, **k),
+    )
     first = cached_features(model, dataset(), tmp_path / "cache")
     again = cached_features(model, dataset(), tmp_path / "cache")
     assert len(calls) == 1  # second call read the file

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from simpleclip.config import Config, load_config
 from simpleclip.data import load_split
 from simpleclip.evaluate import evaluate
 from simpleclip.model import CLIPModel, build_model
@@ -16,16 +15,8 @@ from simpleclip.optim import make_optimizer
 from simpleclip.train import TrainingDiverged, build_datasets, train
 
 
-def tiny_config(root: Path, out: Path, *overrides: str) -> Config:
-    return load_config("synthetic_tiny", [
-        f"data.root={root}", "data.synthetic_images=0", f"train.out_dir={out}",
-        "train.batch_size=32", "train.epochs=2", "train.warmup_steps=2", "head.embed_dim=32",
-        *overrides,
-    ])  # fmt: skip
-
-
 @pytest.fixture
-def tiny_model(synthetic_root: Path, tiny_tokenizer) -> CLIPModel:
+def tiny_model(tiny_config, synthetic_root: Path, tiny_tokenizer) -> CLIPModel:
     torch.manual_seed(0)
     return build_model(tiny_config(synthetic_root, Path("unused")), tokenizer=tiny_tokenizer)
 
@@ -77,7 +68,9 @@ def test_optimizer_groups_learning_rates_and_weight_decay(tiny_model: CLIPModel)
     )
 
 
-def test_training_lowers_the_loss_and_beats_chance(synthetic_root: Path, tmp_path: Path):
+def test_training_lowers_the_loss_and_beats_chance(
+    tiny_config, synthetic_root: Path, tmp_path: Path
+):
     config = tiny_config(synthetic_root, tmp_path / "run", "train.epochs=4", "data.pairs=all")
     result = train(config, progress=False)
     losses = [record["train_loss"] for record in result.history]
@@ -93,7 +86,7 @@ def test_training_lowers_the_loss_and_beats_chance(synthetic_root: Path, tmp_pat
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
-    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import simpleclip.train as train_module
 
@@ -117,7 +110,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
-def test_resume_refuses_a_different_model(synthetic_root: Path, tmp_path: Path) -> None:
+def test_resume_refuses_a_different_model(
+    tiny_config, synthetic_root: Path, tmp_path: Path
+) -> None:
     train(tiny_config(synthetic_root, tmp_path / "r", "train.epochs=1"), progress=False)
     other = tiny_config(synthetic_root, tmp_path / "r", "head.embed_dim=16")
     with pytest.raises(ValueError, match="'head' settings differ"):
@@ -125,7 +120,7 @@ def test_resume_refuses_a_different_model(synthetic_root: Path, tmp_path: Path) 
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
-    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import simpleclip.train as train_module
 
@@ -139,7 +134,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
         assert torch.equal(tensor, kept[name]), name
 
 
-def test_frozen_encoders_only_train_heads_and_temperature(synthetic_root, tmp_path):
+def test_frozen_encoders_only_train_heads_and_temperature(tiny_config, synthetic_root, tmp_path):
     config = tiny_config(synthetic_root, tmp_path / "f", "train.epochs=1",
                          "image.trainable=false", "text.trainable=false")  # fmt: skip
     torch.manual_seed(0)

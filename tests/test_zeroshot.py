@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from simpleclip.config import load_config
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.train import train
 from simpleclip.zeroshot import (
@@ -31,18 +30,12 @@ from simpleclip.zeroshot_synthetic import (
 )
 
 
-def tiny_config(root: Path, out: Path, *overrides: str):
-    return load_config("synthetic_tiny", [
-        f"data.root={root}", "data.synthetic_images=0", f"train.out_dir={out}",
-        "train.batch_size=32", "train.warmup_steps=2", "head.embed_dim=32", "train.threads=1",
-        *overrides,
-    ])  # fmt: skip
-
-
 @pytest.fixture
-def tiny_model(synthetic_root: Path, tiny_tokenizer) -> CLIPModel:
+def tiny_model(tiny_config, synthetic_root: Path, tiny_tokenizer) -> CLIPModel:
     torch.manual_seed(0)
-    model = build_model(tiny_config(synthetic_root, Path("unused")), tokenizer=tiny_tokenizer)
+    model = build_model(
+        tiny_config(synthetic_root, Path("unused"), "train.threads=1"), tokenizer=tiny_tokenizer
+    )
     with torch.no_grad():
         model.logit_scale.fill_(np.log(20.0))  # sharper than the initial 1/0.07 would not matter
     return model.eval()
@@ -127,8 +120,12 @@ def test_bad_classes_or_templates_are_refused(tiny_model, classes, templates) ->
         build_classifier(tiny_model, classes, templates)
 
 
-def test_a_briefly_trained_model_beats_chance_zero_shot(synthetic_root: Path, tmp_path: Path):
-    config = tiny_config(synthetic_root, tmp_path / "run", "train.epochs=4", "data.pairs=all")
+def test_a_briefly_trained_model_beats_chance_zero_shot(
+    tiny_config, synthetic_root: Path, tmp_path: Path
+):
+    config = tiny_config(
+        synthetic_root, tmp_path / "run", "train.epochs=4", "data.pairs=all", "train.threads=1"
+    )
     threads = torch.get_num_threads()
     try:  # one thread is as fast for this tiny model, and kinder to a shared CPU
         model = train(config, progress=False).model.eval()
