@@ -54,11 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=run_train)
 
     evaluate = commands.add_parser("eval", help="Recall@K of a checkpoint on a split")
-    evaluate.add_argument("--checkpoint", type=Path, required=True, help="a saved model folder")
+    which = evaluate.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", type=Path, help="a saved model folder")
+    which.add_argument("--baseline", metavar="NAME",
+                       help="instead, pretrained CLIP zero-shot: a hub id such as "
+                            "openai/clip-vit-base-patch32 (online once) or a local folder")
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder")
     evaluate.add_argument("--split", default="test", help="train, dev (val), test, or all")
     evaluate.add_argument("--out", type=Path, default=None,
-                          help="metrics.json path (default: CHECKPOINT/metrics_SPLIT.json)")
+                          help="metrics.json path (default: CHECKPOINT/metrics_SPLIT.json, "
+                               "or ./metrics_baseline_SPLIT.json)")
     evaluate.set_defaults(run=run_eval)
 
     from simpleclip import search_cli
@@ -145,20 +150,33 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from simpleclip.data import CaptionDataset, build_transforms, load_split
     from simpleclip.data.dataset import find_images_dir
+    from simpleclip.device import select_device
     from simpleclip.evaluate import evaluate, format_recall_table
-    from simpleclip.model import CLIPModel
 
-    model = CLIPModel.load(args.checkpoint)
+    if args.baseline:
+        from simpleclip.baseline import load_baseline
+
+        model = load_baseline(args.baseline)
+        preprocessing, max_length = model.preprocessing, model.max_length
+        out = args.out or Path(f"metrics_baseline_{args.split}.json")
+    else:
+        from simpleclip.model import CLIPModel
+
+        model = CLIPModel.load(args.checkpoint)
+        preprocessing, max_length = model.image_encoder.preprocessing, model.config.data.max_length
+        out = args.out or args.checkpoint / f"metrics_{args.split}.json"
     dataset = CaptionDataset(
         load_split(args.data, None if args.split == "all" else args.split),
         find_images_dir(args.data), model.tokenizer,
-        build_transforms(model.image_encoder.preprocessing, train=False),
-        max_length=model.config.data.max_length,
+        build_transforms(preprocessing, train=False), max_length=max_length,
     )  # fmt: skip
+    model.to(select_device("auto"))  # encoding a split is the slow part: use the GPU if any
     start = time.perf_counter()
     metrics = evaluate(model, dataset)
     metrics["eval_seconds"] = round(time.perf_counter() - start, 2)
-    out = args.out or args.checkpoint / f"metrics_{args.split}.json"
+    if args.baseline:
+        metrics["baseline"] = args.baseline
+        print(f"Zero-shot baseline: {args.baseline} (pretrained CLIP, not trained on this data)")
     out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(format_recall_table(metrics))
     print(f"Wrote {out}")

@@ -41,3 +41,27 @@ def test_help_does_not_import_torch() -> None:
            "print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False"
+
+
+def test_eval_of_a_checkpoint_prints_and_writes_the_metrics(
+    synthetic_root: Path, tiny_tokenizer, tiny_config, tmp_path: Path, capsys
+) -> None:
+    import json
+
+    from simpleclip.data import CaptionDataset, build_transforms, load_split
+    from simpleclip.evaluate import evaluate
+    from simpleclip.model import CLIPModel, build_model
+
+    config = tiny_config(synthetic_root, tmp_path / "run")
+    build_model(config, tokenizer=tiny_tokenizer).save(tmp_path / "model")
+    out = tmp_path / "m.json"
+    args = ["eval", "--checkpoint", str(tmp_path / "model"), "--data", str(synthetic_root)]
+    assert main([*args, "--split", "dev", "--out", str(out)]) == 0
+    assert "text -> image" in capsys.readouterr().out
+    written = json.loads(out.read_text())
+    model = CLIPModel.load(tmp_path / "model")
+    dev = CaptionDataset(load_split(synthetic_root, "dev"), synthetic_root / "Images",
+                         model.tokenizer, build_transforms(model.image_encoder.preprocessing,
+                                                           train=False))  # fmt: skip
+    expected = evaluate(model, dev)
+    assert written["t2i"] == expected["t2i"] and written["n_images"] == 12
