@@ -36,7 +36,11 @@ class DataConfig:
 class ImageConfig:
     name: str = "resnet50"  # a preset of simpleclip.encoders or any timm model name
     pretrained: bool = True  # start from pretrained weights
+    weights: str | None = None  # local weights file (.safetensors/.pth) instead of the hub
     trainable: bool = True  # False freezes the backbone (BatchNorm statistics too)
+    unfreeze_last: int = 0  # with trainable=false: still train the last N blocks
+    mean: tuple[float, float, float] | None = None  # pixel normalisation; None: the model's
+    std: tuple[float, float, float] | None = None  # pixel normalisation; None: the model's
     pooling: str = "avg"  # "avg" or CLIP's "attention" pooling (CNNs)
     lr: float = 1e-4  # learning rate of the backbone
 
@@ -46,6 +50,7 @@ class TextConfig:
     name: str = "distilbert-base-uncased"  # a preset, a hub id or a local folder
     pretrained: bool = True  # start from pretrained weights
     trainable: bool = True  # False freezes the transformer
+    unfreeze_last: int = 0  # with trainable=false: still train the last N transformer layers
     pooling: str | None = None  # "cls" or "mean"; None: the preset's own
     lr: float = 1e-5  # learning rate of the transformer
     vocab_size: int = 1000  # tiny encoder only: WordPiece vocabulary trained on the captions
@@ -78,6 +83,8 @@ class TrainConfig:
     seed: int = 0  # same seed, same result on CPU
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
     cache_features: bool = False  # frozen encoders only: encode the data once, train the heads
+    micro_batch_size: int = 0  # > 0: encode each batch in micro-batches (GradCache), same loss
+    distributed_loss: str = "gather"  # torchrun: "gather" all ranks' negatives, or "local"
     out_dir: str = "runs/clip"  # where checkpoints, metrics and the config go
 
 

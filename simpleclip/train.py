@@ -151,10 +151,12 @@ def _training_data(config: Config, model: CLIPModel, root: Path):
                                       root / ".cache")  # fmt: skip
             train_set.use_image_cache(cache.filename)
         return train_set, lambda: evaluate(model, dev_set)
-    if config.image.trainable or config.text.trainable:
+    encoders = (model.image_encoder, model.text_encoder)
+    if any(p.requires_grad for encoder in encoders for p in encoder.parameters()):
         raise ValueError(
             "train.cache_features needs frozen encoders (their features must not change): "
-            "add --frozen, or set image.trainable=false and text.trainable=false."
+            "add --frozen, or set image.trainable=false and text.trainable=false, with "
+            "unfreeze_last=0 and image.pooling=avg (attention pooling is trained)."
         )
     cache = root / ".cache"
     train_features = cached_features(model, train_set, cache)
