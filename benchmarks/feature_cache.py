@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from simpleclip.config import load_config
+from simpleclip.data.cache_dir import data_cache_dir
 from simpleclip.train import train
 
 
@@ -28,8 +29,7 @@ def run(config_name: str, overrides: list[str], cached: bool, out: Path) -> dict
         *overrides, "image.trainable=false", "text.trainable=false",
         f"train.cache_features={str(cached).lower()}", f"train.out_dir={out}",
     ])  # fmt: skip
-    cache_dir = Path(config.data.root) / ".cache"
-    for stale in cache_dir.glob("features-*.pt"):  # measure the cache's cost too
+    for stale in data_cache_dir(config.data.root).glob("*features-*.pt"):  # time the cache too
         stale.unlink()
     start = time.perf_counter()
     result = train(config, progress=False)

@@ -35,13 +35,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from simpleclip.config import Config, load_config
 from simpleclip.data import CaptionDataset, build_transforms, load_rgb, load_split
+from simpleclip.data.cache_dir import data_cache_dir
 from simpleclip.data.dataset import find_images_dir
 from simpleclip.data.image_cache import build_image_cache
 from simpleclip.device import Precision, select_device, select_precision
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.optim import make_optimizer, make_scheduler
 from simpleclip.tokenizer import train_wordpiece_tokenizer
-from simpleclip.train import _Loop, prepare_data
+from simpleclip.train import _Loop
+from simpleclip.train_data import prepare_data
+from simpleclip.train_step import Towers
 
 OFFLINE_ARCHITECTURES = {  # hub text models rebuilt from their default config, no download
     "distilbert-base-uncased": "DistilBertConfig",
@@ -100,7 +103,7 @@ class Setup:
             model.image_encoder.to(memory_format=torch.channels_last)
         self.loader = make_loader(config, model, mode, self.device)
         optimizer = make_optimizer(model, config)
-        self.loop = _Loop(model, optimizer, make_scheduler(optimizer, 10, 10_000),
+        self.loop = _Loop(model, Towers(model), optimizer, make_scheduler(optimizer, 10, 10_000),
                           torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler),
                           self.precision, self.device, config, progress=False)  # fmt: skip
         model.train()
@@ -155,7 +158,7 @@ def make_loader(config: Config, model: CLIPModel, mode: str, device: torch.devic
         naive = TutorialDataset(data, model.tokenizer, transform, config.data.max_length)
         return DataLoader(naive, batch_size=config.train.batch_size, shuffle=True,
                           num_workers=workers, drop_last=True)  # fmt: skip
-    cache = build_image_cache(data.images_dir, data.image_names, pre, root / ".cache")
+    cache = build_image_cache(data.images_dir, data.image_names, pre, data_cache_dir(root))
     data.use_image_cache(cache.filename)
     return DataLoader(data, batch_size=config.train.batch_size, shuffle=True, drop_last=True,
                       num_workers=workers, collate_fn=data.collate,

@@ -36,34 +36,63 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="train a tiny CLIP on synthetic shapes (CPU, ~1 min)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    demo.add_argument("--set", dest="overrides", action="append", default=[],
-                      metavar="KEY=VALUE", help="config override, e.g. train.epochs=5")
+    demo.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. train.epochs=5",
+    )
     demo.set_defaults(run=run_demo)
 
     train = commands.add_parser("train", help="train a CLIP model from a config")
-    train.add_argument("--config", default="synthetic_tiny",
-                       help="a YAML file, or a name in configs/ (default: synthetic_tiny)")
-    train.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE", help="override, e.g. --set train.epochs=3 (repeatable)")
-    train.add_argument("--frozen", action="store_true",
-                       help="freeze both encoders: train only the heads and the temperature")
-    train.add_argument("--cache-features", action="store_true",
-                       help="implies --frozen: encode the data once, then train only the heads")
-    train.add_argument("--resume", action="store_true",
-                       help="continue from OUT_DIR/last exactly where it stopped")
+    train.add_argument(
+        "--config",
+        default="synthetic_tiny",
+        help="a YAML file, or a name in configs/ (default: synthetic_tiny)",
+    )
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override, e.g. --set train.epochs=3 (repeatable)",
+    )
+    train.add_argument(
+        "--frozen",
+        action="store_true",
+        help="freeze both encoders: train only the heads and the temperature",
+    )
+    train.add_argument(
+        "--cache-features",
+        action="store_true",
+        help="implies --frozen: encode the data once, then train only the heads",
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue from OUT_DIR/last exactly where it stopped"
+    )
     train.set_defaults(run=run_train)
 
     evaluate = commands.add_parser("eval", help="Recall@K of a checkpoint on a split")
     which = evaluate.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", type=Path, help="a saved model folder")
-    which.add_argument("--baseline", metavar="NAME",
-                       help="instead, pretrained CLIP zero-shot: a hub id such as "
-                            "openai/clip-vit-base-patch32 (online once) or a local folder")
+    which.add_argument(
+        "--baseline",
+        metavar="NAME",
+        help="instead, pretrained CLIP zero-shot: a hub id such as "
+        "openai/clip-vit-base-patch32 (online once) or a local folder",
+    )
     evaluate.add_argument("--data", type=Path, required=True, help="dataset folder")
     evaluate.add_argument("--split", default="test", help="train, dev (val), test, or all")
-    evaluate.add_argument("--out", type=Path, default=None,
-                          help="metrics.json path (default: CHECKPOINT/metrics_SPLIT.json, "
-                               "or ./metrics_baseline_SPLIT.json)")
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="metrics.json path (default: CHECKPOINT/metrics_SPLIT.json, "
+        "or ./metrics_baseline_SPLIT.json)",
+    )
     evaluate.set_defaults(run=run_eval)
 
     from simpleclip import search_cli
@@ -75,16 +104,33 @@ def build_parser() -> argparse.ArgumentParser:
     app = commands.add_parser(
         "app", help="a web app: search pictures with words, label a picture (127.0.0.1)"
     )
-    app.add_argument("--checkpoint", type=Path, default=None,
-                     help="model folder to start with (default: the first one in --runs)")
-    app.add_argument("--images", type=Path, default=None,
-                     help="picture folder to start with (default: the first */Images in --data)")
-    app.add_argument("--runs", type=Path, default=Path("runs"),
-                     help="checkpoints offered in the app: every model folder under it")
-    app.add_argument("--data", type=Path, default=Path("data"),
-                     help="picture folders offered in the app: each DATA/*/Images")
-    app.add_argument("--host", default="127.0.0.1",
-                     help="address to listen on; 0.0.0.0 opens it to your network")
+    app.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="model folder to start with (default: the first one in --runs)",
+    )
+    app.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        help="picture folder to start with (default: the first */Images in --data)",
+    )
+    app.add_argument(
+        "--runs",
+        type=Path,
+        default=Path("runs"),
+        help="checkpoints offered in the app: every model folder under it",
+    )
+    app.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data"),
+        help="picture folders offered in the app: each DATA/*/Images",
+    )
+    app.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 opens it to your network"
+    )
     app.add_argument("--port", type=int, default=7860, help="port to listen on")
     app.set_defaults(run=run_app)
 
@@ -107,8 +153,10 @@ def run_make_synthetic(args: argparse.Namespace) -> int:
     if existed:
         print(f"Reusing the synthetic set already in {root} (same parameters).")
     else:
-        print(f"Wrote {args.images} images to {root} in {seconds:.1f} s "
-              f"({args.images / seconds:.0f} images/s).")
+        print(
+            f"Wrote {args.images} images to {root} in {seconds:.1f} s "
+            f"({args.images / seconds:.0f} images/s)."
+        )
     print(describe_dataset(root))
     return 0
 
@@ -139,7 +187,9 @@ def run_train(args: argparse.Namespace) -> int:
     frozen += ["train.cache_features=true"] if args.cache_features else []
     config = load_config(args.config, [*frozen, *args.overrides])
     result = train(config, resume=args.resume)
-    if result.history:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for everyone
+        return 0
+    if result.history and result.history[-1]["val"] is not None:
         print(format_recall_table(result.history[-1]["val"]))
     print(f"Done in {result.seconds:.0f} s: {result.out_dir}/best, last, metrics.jsonl")
     return 0
@@ -187,8 +237,10 @@ def run_app(args: argparse.Namespace) -> int:
     from simpleclip.app import ClipApp, launch
 
     app = ClipApp(args.runs, args.data, checkpoint=args.checkpoint, images=args.images)
-    print(f"Serving on http://{args.host}:{args.port} (Ctrl-C stops it). Checkpoints: "
-          f"{len(app.checkpoints)}, picture folders: {len(app.folders)}.")
+    print(
+        f"Serving on http://{args.host}:{args.port} (Ctrl-C stops it). Checkpoints: "
+        f"{len(app.checkpoints)}, picture folders: {len(app.folders)}."
+    )
     launch(app, host=args.host, port=args.port)
     return 0
 

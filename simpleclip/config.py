@@ -30,6 +30,8 @@ class DataConfig:
     color_jitter: float = 0.2  # brightness/contrast/saturation jitter; hue never
     num_workers: int = 4  # DataLoader worker processes
     image_cache: bool = True  # decode + resize each picture once (uint8 memmap in root/.cache)
+    train_split: str = "train"  # split(s) to train on; "train+dev" when no dev set is needed
+    val_split: str = "dev"  # split scored after each epoch (picks best/); "none" skips it
 
 
 @dataclass
@@ -169,6 +171,11 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         return tuple(_check_type(v, a, where) for v, a in zip(value, args, strict=True))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{where} must be {hint.__name__}, got {value!r}")
     return value

@@ -26,63 +26,91 @@ from simpleclip.data import CaptionDataset
 from simpleclip.evaluate import Embeddings
 from simpleclip.model import CLIPModel
 
+TOWERS = ("image", "text")
+
 
 @torch.no_grad()
+def compute_tower_features(
+    model: CLIPModel,
+    dataset: CaptionDataset,
+    tower: str,
+    batch_size: int = 128,
+    num_workers: int = 0,
+) -> torch.Tensor:
+    """Encoder outputs (before the heads) of one tower for every image or every caption.
+
+    Shapes: image -> (N_images, D_img); text -> (N_captions, D_txt); float32 on the CPU.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    chunks = []
+    if tower == "image":
+        images = DataLoader(dataset.images(), batch_size=batch_size, num_workers=num_workers)
+        for batch in tqdm(images, desc="image features", leave=False):
+            chunks.append(model.image_encoder(batch.to(device)).float().cpu())
+    else:
+        starts = range(0, len(dataset.captions), batch_size)
+        for start in tqdm(starts, desc="text features", leave=False):
+            stop = min(start + batch_size, len(dataset.captions))
+            batch = dataset.collate_text(range(start, stop))
+            ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            chunks.append(model.text_encoder(ids, mask).float().cpu())
+    model.train(was_training)
+    return torch.cat(chunks)
+
+
 def compute_features(
     model: CLIPModel, dataset: CaptionDataset, batch_size: int = 128, num_workers: int = 0
 ) -> dict[str, torch.Tensor]:
-    """Encoder outputs (before the heads) for every image and every caption of ``dataset``.
+    """Both towers' features: ``{"image_features": ..., "text_features": ...}``."""
+    return {
+        f"{tower}_features": compute_tower_features(model, dataset, tower, batch_size, num_workers)
+        for tower in TOWERS
+    }
 
-    Shapes: -> image_features (N_images, D_img), text_features (N_captions, D_txt), float32 CPU.
+
+def feature_key(model: CLIPModel, dataset: CaptionDataset, tower: str) -> str:
+    """A digest of everything one tower's features depend on (see the module docstring).
+
+    Each tower has its own key, so changing the text encoder reuses the image features.
     """
-    device = next(model.parameters()).device
-    model.eval()
-    images = DataLoader(dataset.images(), batch_size=batch_size, num_workers=num_workers)
-    image_features = [
-        model.image_encoder(batch.to(device)).float().cpu()
-        for batch in tqdm(images, desc="image features", leave=False)
-    ]
-    text_features = []
-    for start in tqdm(range(0, len(dataset.captions), batch_size), desc="text features",
-                      leave=False):  # fmt: skip
-        batch = dataset.collate_text(range(start, min(start + batch_size, len(dataset.captions))))
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        text_features.append(model.text_encoder(ids, mask).float().cpu())
-    return {"image_features": torch.cat(image_features), "text_features": torch.cat(text_features)}
-
-
-def feature_key(model: CLIPModel, dataset: CaptionDataset) -> str:
-    """A digest of everything the features depend on (see the module docstring)."""
     digest = hashlib.sha256()
     config = model.config
-    settings = {
-        "image": [config.image.name, config.image.pooling],
-        "text": [config.text.name, config.text.pooling, config.data.max_length],
-        "preprocessing": asdict(model.image_encoder.preprocessing),
-    }
-    digest.update(json.dumps(settings, sort_keys=True).encode())
+    if tower == "image":
+        settings = [config.image.name, config.image.pooling,
+                    asdict(model.image_encoder.preprocessing)]  # fmt: skip
+    else:
+        settings = [config.text.name, config.text.pooling, config.data.max_length]
+    digest.update(json.dumps([tower, settings], sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
-        if name.startswith(("image_encoder.", "text_encoder.")):
+        if name.startswith(f"{tower}_encoder."):
             digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
-    for name in dataset.image_names:
-        stat = (dataset.images_dir / name).stat()
-        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    digest.update(json.dumps(dataset.token_ids).encode())  # the captions, as the model sees them
+    if tower == "image":
+        for name in dataset.image_names:
+            stat = (dataset.images_dir / name).stat()
+            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    else:
+        digest.update(json.dumps(dataset.token_ids).encode())  # captions, as the model sees them
     return digest.hexdigest()[:24]
 
 
 def cached_features(
     model: CLIPModel, dataset: CaptionDataset, cache_dir: str | Path, batch_size: int = 128
 ) -> dict[str, torch.Tensor]:
-    """``compute_features``, read from ``cache_dir`` when an up-to-date copy is there."""
-    path = Path(cache_dir) / f"features-{feature_key(model, dataset)}.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=True)
-    features = compute_features(model, dataset, batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(features, tmp)
-    tmp.replace(path)  # never a half-written cache file
+    """``compute_features``, each tower read from ``cache_dir`` when an up-to-date copy is there."""
+    features = {}
+    for tower in TOWERS:
+        path = Path(cache_dir) / f"{tower}-features-{feature_key(model, dataset, tower)}.pt"
+        if path.is_file():
+            features[f"{tower}_features"] = torch.load(path, weights_only=True)
+            continue
+        tensor = compute_tower_features(model, dataset, tower, batch_size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(tensor, tmp)
+        tmp.replace(path)  # never a half-written cache file
+        features[f"{tower}_features"] = tensor
     return features
 
 

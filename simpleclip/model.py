@@ -152,6 +152,10 @@ def build_model(
         pretrained=config.image.pretrained if pretrained is None else pretrained,
         trainable=config.image.trainable,
         pooling=config.image.pooling,
+        weights=config.image.weights,
+        unfreeze_last=config.image.unfreeze_last,
+        mean=config.image.mean,
+        std=config.image.std,
     )
     text_encoder = TextEncoder(
         config.text.name,
@@ -161,6 +165,7 @@ def build_model(
         tokenizer=tokenizer,
         max_length=config.data.max_length,
         hf_config=hf_config,
+        unfreeze_last=config.text.unfreeze_last,
     )
     image_head, text_head = build_heads(
         config.head.kind,

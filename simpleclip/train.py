@@ -2,10 +2,15 @@
 
 Each step encodes a batch of B pictures and their B captions, compares all B x B pairs and
 pulls the true pairs together (``simpleclip.loss.clip_loss``). After each epoch the model is
-evaluated on the dev split (Recall@K), one line is appended to ``metrics.jsonl``, and two
-checkpoints are written atomically: ``last/`` (with the optimizer, scheduler, scaler and RNG
-state, for ``resume``) and ``best/`` (highest dev recall sum). A NaN or infinite loss stops the
-run with a clear message and leaves the last good checkpoint in place.
+evaluated on the dev split (Recall@K; ``data.val_split``), one line is appended to
+``metrics.jsonl``, and two checkpoints are written atomically: ``last/`` (with the optimizer,
+scheduler, scaler and RNG state, for ``resume``) and ``best/`` (highest dev recall sum; the
+last epoch when ``val_split`` is ``"none"``). A NaN or infinite loss stops the run with a clear
+message and leaves the last good checkpoint in place. The data side lives in ``train_data``.
+Under ``torchrun --nproc_per_node=N`` each rank takes ``train.batch_size`` pairs per step, so
+the contrastive batch is N × batch_size (``simpleclip.distributed``); only rank 0 evaluates and
+writes files, logs and progress bars, and the logged loss is the mean over ranks.
+``train.micro_batch_size`` splits the gradient computation (GradCache, ``train_step``).
 Taught in ``notebooks/06_training.ipynb``; CLIP paper, Section 2.5.
 """
 
@@ -15,6 +20,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +28,16 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from simpleclip import distributed
 from simpleclip.checkpoint import atomic_directory, readable_directory
 from simpleclip.config import Config, save_config
-from simpleclip.data import CaptionDataset, build_transforms, load_split, make_synthetic
-from simpleclip.data.dataset import find_images_dir
-from simpleclip.data.image_cache import BatchAugment, build_image_cache
+from simpleclip.data.image_cache import BatchAugment
 from simpleclip.device import Precision, select_device, select_precision
-from simpleclip.evaluate import evaluate, retrieval_metrics
-from simpleclip.features import FeatureDataset, cached_features, embed_features
 from simpleclip.loss import clip_loss
-from simpleclip.model import CLIPModel, build_model
+from simpleclip.model import CLIPModel
 from simpleclip.optim import make_optimizer, make_scheduler
-from simpleclip.tokenizer import train_wordpiece_tokenizer
+from simpleclip.train_data import new_model, prepare_data, training_data
+from simpleclip.train_step import Towers, check_train_options, full_backward, grad_cache_backward
 
 TRAINER_STATE = "trainer_state.pt"
 MODEL_SECTIONS = ("image", "text", "head")  # must match the checkpoint to resume
@@ -55,138 +59,99 @@ class TrainResult:
         self.best_dir = self.out_dir / "best"
 
 
-def prepare_data(config: Config) -> Path:
-    """The dataset folder; the synthetic set is built there first if the config asks for it."""
-    root = Path(config.data.root)
-    if config.data.synthetic_images > 0 and not root.exists():
-        make_synthetic(root, n_images=config.data.synthetic_images, seed=config.train.seed)
-    return root
-
-
-def build_datasets(
-    config: Config, model: CLIPModel, root: Path
-) -> tuple[CaptionDataset, CaptionDataset]:
-    """Train and dev datasets with the image encoder's own preprocessing.
-
-    With cached features the train set uses the eval transform: features are computed once.
-    """
-    pre = model.image_encoder.preprocessing
-    augment = not config.train.cache_features
-    train_tf = build_transforms(pre, augment, config.data.crop_scale, config.data.color_jitter)
-    common = {"tokenizer": model.tokenizer, "max_length": config.data.max_length}
-    images = find_images_dir(root)
-    train_set = CaptionDataset(
-        load_split(root, "train"), images, transform=train_tf, pairs=config.data.pairs,
-        seed=config.train.seed, **common,
-    )  # fmt: skip
-    dev_set = CaptionDataset(
-        load_split(root, "dev"), images, transform=build_transforms(pre, False), **common
-    )
-    return train_set, dev_set
-
-
-def _new_model(config: Config, root: Path) -> CLIPModel:
-    tokenizer = None
-    if config.text.name == "tiny":  # a from-scratch text encoder gets a tokenizer of its own
-        captions = load_split(root, "train")["caption"]
-        tokenizer = train_wordpiece_tokenizer(captions, config.text.vocab_size)
-    return build_model(config, tokenizer=tokenizer)
-
-
 def train(config: Config, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train a CLIP model as ``config`` describes; see the module docstring for the outputs.
 
     Args:
         config: the full run config.
         resume: continue from ``out_dir/last`` exactly where it stopped.
-        progress: show tqdm progress bars.
+        progress: show tqdm progress bars (rank 0 only).
     """
+    check_train_options(config.train)
+    with distributed.process_group(select_device(config.train.device)) as device:
+        return _train(config, resume, progress and distributed.is_main(), device)
+
+
+def _train(config: Config, resume: bool, progress: bool, device: torch.device) -> TrainResult:
     start = time.perf_counter()
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
-    torch.manual_seed(config.train.seed)
+    torch.manual_seed(config.train.seed)  # the same initial weights on every rank
     out_dir = Path(config.train.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    root = prepare_data(config)
     last = out_dir / "last"
-    model = _resume_model(config, last) if resume else _new_model(config, root)
-    device = select_device(config.train.device)
+    with distributed.main_process_first():  # rank 0 writes the data and downloads weights first
+        root = prepare_data(config)
+        model = _resume_model(config, last) if resume else new_model(config, root)
+    if distributed.world_size() > 1:  # different dropout draws on each rank
+        torch.manual_seed(config.train.seed + distributed.rank())
     precision = select_precision(device, config.train.precision)
     model.to(device)
-    train_set, validate = _training_data(config, model, root)
-    steps_per_epoch = max(1, len(train_set) // config.train.batch_size)
     optimizer = make_optimizer(model, config)
+    towers = distributed.wrap(Towers(model), device)
+    with distributed.main_process_first():  # rank 0 writes the caches, the others read them
+        train_set, validate = training_data(config, model, root)
+    steps_per_epoch = max(1, len(train_set) // (config.train.batch_size * distributed.world_size()))
     scheduler = make_scheduler(
         optimizer, config.train.warmup_steps, steps_per_epoch * config.train.epochs
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
+    loop = _Loop(model, towers, optimizer, scheduler, scaler, precision, device, config, progress)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best": -math.inf, "history": []}
     if resume:
-        state = _load_trainer_state(last, optimizer, scheduler, scaler)
-    else:
+        state = _load_trainer_state(last, loop)
+    elif distributed.is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.jsonl").write_text("")
-    save_config(config, out_dir / "config.yaml")
-    loop = _Loop(model, optimizer, scheduler, scaler, precision, device, config, progress)
+    if distributed.is_main():
+        save_config(config, out_dir / "config.yaml")
     for epoch in range(state["epoch"], config.train.epochs):
         record = loop.run_epoch(train_set, epoch, state, last)
-        record["val"] = validate()
-        score = sum(record["val"][d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10))
-        state.update(epoch=epoch + 1, history=[*state["history"], record])
-        with (out_dir / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if score > state["best"]:
-            state["best"] = score
-            model.save(out_dir / "best")
-        _save_last(model, last, state, optimizer, scheduler, scaler)
+        record["val"] = distributed.broadcast_object(validate() if distributed.is_main() else None)
+        _end_epoch(loop, record, state, out_dir)
     return TrainResult(model, state["history"], out_dir, time.perf_counter() - start)
 
 
-def _training_data(config: Config, model: CLIPModel, root: Path):
-    """The training set (pictures, or cached features) and a function giving dev metrics."""
-    train_set, dev_set = build_datasets(config, model, root)
-    if not config.train.cache_features:
-        if config.data.image_cache:
-            pre = model.image_encoder.preprocessing
-            cache = build_image_cache(train_set.images_dir, train_set.image_names, pre,
-                                      root / ".cache")  # fmt: skip
-            train_set.use_image_cache(cache.filename)
-        return train_set, lambda: evaluate(model, dev_set)
-    encoders = (model.image_encoder, model.text_encoder)
-    if any(p.requires_grad for encoder in encoders for p in encoder.parameters()):
-        raise ValueError(
-            "train.cache_features needs frozen encoders (their features must not change): "
-            "add --frozen, or set image.trainable=false and text.trainable=false, with "
-            "unfreeze_last=0 and image.pooling=avg (attention pooling is trained)."
-        )
-    cache = root / ".cache"
-    train_features = cached_features(model, train_set, cache)
-    dev_features = cached_features(model, dev_set, cache)
-
-    def validate() -> dict:
-        return retrieval_metrics(embed_features(model, dev_features, dev_set.caption_image))
-
-    return FeatureDataset(train_set, train_features), validate
+def _end_epoch(loop: _Loop, record: dict, state: dict, out_dir: Path) -> None:
+    """Update ``state``; rank 0 appends to metrics.jsonl and saves ``best/`` and ``last/``."""
+    if record["val"] is None:  # no validation split: the latest model is the best we know
+        score = float(record["epoch"])
+    else:
+        score = sum(record["val"][d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10))
+    improved, state["best"] = score > state["best"], max(score, state["best"])
+    state.update(epoch=record["epoch"], history=[*state["history"], record])
+    rng_states = distributed.gather_rng_states()  # a collective: every rank takes part
+    if distributed.is_main():
+        with (out_dir / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if improved:
+            loop.model.save(out_dir / "best")
+        _save_last(loop, out_dir / "last", state, rng_states)
+    distributed.barrier()  # the checkpoint is complete before any rank goes on (or resumes)
 
 
 class _Loop:
     """One epoch of optimisation steps, with a live progress bar."""
 
-    def __init__(self, model, optimizer, scheduler, scaler, precision: Precision, device,
+    def __init__(self, model, towers, optimizer, scheduler, scaler, precision: Precision, device,
                  config: Config, progress: bool) -> None:  # fmt: skip
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.scaler, self.precision, self.device = scaler, precision, device
+        self.model, self.towers, self.optimizer = model, towers, optimizer
+        self.scheduler, self.scaler, self.precision = scheduler, scaler, precision
+        self.device = device
         self.config, self.progress = config, progress
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         data = config.data  # pictures from the image cache are finished here, batch by batch
         self.augment = BatchAugment(model.image_encoder.preprocessing, train=True,
-                                    crop_scale=data.crop_scale, color_jitter=data.color_jitter)
+                                    crop_scale=data.crop_scale,
+                                    color_jitter=data.color_jitter)  # fmt: skip
 
     def run_epoch(self, dataset, epoch: int, state: dict, last: Path) -> dict:
         train = self.config.train
         dataset.set_epoch(epoch)
+        sampler = distributed.shard_sampler(dataset, train.seed, epoch)  # None in one process
+        per_rank = len(sampler) if sampler is not None else len(dataset)
         loader = DataLoader(
-            dataset, batch_size=train.batch_size, shuffle=True,
-            drop_last=len(dataset) > train.batch_size, num_workers=self.config.data.num_workers,
+            dataset, batch_size=train.batch_size, shuffle=sampler is None, sampler=sampler,
+            drop_last=per_rank > train.batch_size, num_workers=self.config.data.num_workers,
             collate_fn=dataset.collate, pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(train.seed * 100_003 + epoch),
         )  # fmt: skip
@@ -203,7 +168,7 @@ class _Loop:
                 )
             state["step"] += 1
             losses.append(loss)
-            pairs += len(batch["image_ids"])
+            pairs += len(batch["image_ids"]) * distributed.world_size()  # all ranks' pairs
             speed = pairs / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{loss:.3f}", pairs_s=f"{speed:.0f}")
         seconds = time.perf_counter() - start
@@ -223,42 +188,45 @@ class _Loop:
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         if batch.get("images") is not None and batch["images"].dtype == torch.uint8:
             batch["images"] = self.augment(batch["images"])  # (B, S, S, 3) -> (B, 3, S, S)
-        multi = self.config.loss.multi_positive
-        with self.precision.autocast(self.device):
-            if "image_features" in batch:  # cached features: only the heads run
-                image_embeds = self.model.project_image(batch["image_features"])
-                text_embeds = self.model.project_text(batch["text_features"])
-            else:
-                image_embeds = self.model.encode_image(batch["images"])  # (B, E)
-                text_embeds = self.model.encode_text(batch["input_ids"], batch["attention_mask"])
-            loss = clip_loss(
-                image_embeds, text_embeds, self.model.logit_scale,
-                image_ids=batch["image_ids"] if multi else None,
-                text_ids=batch["text_ids"] if multi else None,
-            )  # fmt: skip
-        value = loss.item()
-        if not math.isfinite(value):
-            return value
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        autocast = partial(self.precision.autocast, self.device)  # a fresh context per use
+        micro = self.config.train.micro_batch_size
+        if micro > 0:
+            loss = grad_cache_backward(self.towers, batch, self.loss, self.model.logit_scale,
+                                       self.scaler, autocast, micro)  # fmt: skip
+        else:
+            loss = full_backward(self.towers, batch, self.loss, self.scaler, autocast)
+        if not math.isfinite(loss):
+            return loss
         if self.config.train.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.trainable, self.config.train.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return value
+        return loss
+
+    def loss(self, image_embeds, text_embeds, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``clip_loss`` in one process; under torchrun, over all ranks' pairs."""
+        multi = self.config.loss.multi_positive
+        ids = {k: batch[k] for k in ("image_ids", "text_ids")} if multi else {}
+        if distributed.world_size() == 1:
+            return clip_loss(image_embeds, text_embeds, self.model.logit_scale, **ids)
+        local = self.config.train.distributed_loss == "local"
+        return distributed.gathered_clip_loss(image_embeds, text_embeds, self.model.logit_scale,
+                                              local=local, **ids)  # fmt: skip
 
 
-def _save_last(model: CLIPModel, last: Path, state: dict, optimizer, scheduler, scaler) -> None:
-    """Model files plus everything ``resume`` needs, swapped in atomically."""
+def _save_last(loop: _Loop, last: Path, state: dict, rng_states: torch.Tensor) -> None:
+    """Model files plus everything ``resume`` needs (every rank's RNG), swapped in atomically."""
     with atomic_directory(last) as tmp:
-        model.write_files(tmp)
+        loop.model.write_files(tmp)
         trainer_state = {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            "optimizer": loop.optimizer.state_dict(),
+            "scheduler": loop.scheduler.state_dict(),
+            "scaler": loop.scaler.state_dict(),
+            "torch_rng": rng_states[0],  # rank 0's, as a one-process run saves it
+            "rank_rngs": rng_states,  # (N ranks, state bytes)
             "progress": {k: state[k] for k in ("epoch", "step", "best")},
             "history": json.dumps(state["history"]),
         }
@@ -276,12 +244,12 @@ def _resume_model(config: Config, last: Path) -> CLIPModel:
     return model
 
 
-def _load_trainer_state(last: Path, optimizer, scheduler, scaler) -> dict[str, Any]:
+def _load_trainer_state(last: Path, loop: _Loop) -> dict[str, Any]:
     saved = torch.load(
         readable_directory(last, required=TRAINER_STATE) / TRAINER_STATE, weights_only=True
     )
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    scaler.load_state_dict(saved["scaler"])
-    torch.set_rng_state(saved["torch_rng"])
+    loop.optimizer.load_state_dict(saved["optimizer"])
+    loop.scheduler.load_state_dict(saved["scheduler"])
+    loop.scaler.load_state_dict(saved["scaler"])
+    distributed.set_rng_state(saved.get("rank_rngs", saved["torch_rng"][None]))
     return {**saved["progress"], "history": json.loads(saved["history"])}

@@ -91,10 +91,12 @@ def plot_training_curves(history: Sequence[dict]) -> Figure:
     loss_ax.plot(losses, lw=1, color="tab:blue")
     loss_ax.set(title="training loss", xlabel="step", ylabel="contrastive loss")
     epochs = [record["epoch"] for record in history]
+    scored = [record for record in history if record["val"] is not None]  # val_split=none: no
     for direction, style in (("t2i", "-"), ("i2t", "--")):
         for k, color in ((1, "tab:red"), (5, "tab:green"), (10, "tab:purple")):
-            values = [100 * record["val"][direction][f"R@{k}"] for record in history]
-            recall_ax.plot(epochs, values, style, color=color, label=f"{direction} R@{k}")
+            values = [100 * record["val"][direction][f"R@{k}"] for record in scored]
+            recall_ax.plot([r["epoch"] for r in scored], values, style, color=color,
+                           label=f"{direction} R@{k}")  # fmt: skip
     recall_ax.set(title="dev recall", xlabel="epoch", ylabel="%", ylim=(0, 101))
     recall_ax.legend(fontsize=7, ncol=2)
     temp_ax.plot(epochs, [record["temperature"] for record in history], "o-", color="tab:orange")

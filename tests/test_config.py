@@ -17,6 +17,10 @@ def test_overrides_are_parsed_and_type_checked() -> None:
     assert config.data.crop_scale == (0.5, 1.0)
     assert config.text.pooling is None and config.image.trainable is False
     assert Config().train.epochs == 5  # defaults untouched
+    # YAML 1.1 reads "3e-4" as a string; a float field still takes it.
+    assert load_config(None, ["train.weight_decay=3e-4"]).train.weight_decay == 3e-4
+    mean = load_config(None, ["image.mean=[0.5, 0.5, 0.5]"]).image.mean
+    assert mean == (0.5, 0.5, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -27,6 +31,9 @@ def test_overrides_are_parsed_and_type_checked() -> None:
         ("train.lr=1", "unknown key 'lr' in TrainConfig; valid keys: epochs"),
         ("model.name=x", "unknown key 'model'"),
         ("data.crop_scale=1", "list of 2 values"),
+        ("train.lr=", "unknown key 'lr'"),
+        ("head.lr=fast", "lr must be float"),
+        ("image.mean=[0.5, 0.5]", "list of 3 values"),
         ("epochs=3", "section.key=value"),
     ],
 )

@@ -190,3 +190,12 @@ def test_real_photos_load_through_the_dataset(shared_flickr: Path, tiny_tokenize
     data = CaptionDataset(captions, shared_flickr / "Images", tiny_tokenizer)
     assert len(data.image_names) == 125 and len(data) == 625
     assert data[0]["image"].shape == (3, 224, 224)
+
+
+def test_splits_join_with_a_plus(synthetic_root: Path) -> None:
+    train, dev = (set(load_split(synthetic_root, s)["image"]) for s in ("train", "dev"))
+    joined = load_split(synthetic_root, "train+dev")
+    assert set(joined["image"]) == train | dev and not train & dev
+    assert len(joined) == 5 * len(train | dev)  # every caption of both
+    with pytest.raises(ValueError, match=r"join them with '\+'"):
+        load_split(synthetic_root, "train+tset")

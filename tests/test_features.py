@@ -10,7 +10,12 @@ import torch
 
 import simpleclip.features as features_module
 from simpleclip.data import CaptionDataset, load_split
-from simpleclip.features import cached_features, compute_features, feature_key
+from simpleclip.features import (
+    cached_features,
+    compute_features,
+    compute_tower_features,
+    feature_key,
+)
 from simpleclip.model import build_model
 from simpleclip.train import train
 
@@ -35,10 +40,12 @@ def test_cached_features_train_the_same_model_as_recomputing_them(
 def test_cache_features_refuses_trainable_encoders(
     tiny_config, synthetic_root: Path, tmp_path: Path
 ):
-    config = tiny_config(synthetic_root, tmp_path / "c", *FROZEN, "train.cache_features=true",
-                           "image.trainable=true")  # fmt: skip
-    with pytest.raises(ValueError, match="needs frozen encoders"):
-        train(config, progress=False)
+    cached = (*FROZEN, "train.cache_features=true")
+    for trainable_part in ("image.trainable=true", "image.pooling=attention",
+                           "text.unfreeze_last=1"):  # fmt: skip
+        config = tiny_config(synthetic_root, tmp_path / "c", *cached, trainable_part)
+        with pytest.raises(ValueError, match="needs frozen encoders"):
+            train(config, progress=False)
 
 
 @pytest.fixture
@@ -54,33 +61,41 @@ def setup(tiny_config, synthetic_root: Path, tmp_path: Path, tiny_tokenizer):
     return root, model, dataset
 
 
-def test_cache_is_reused_and_invalidated(setup, tmp_path: Path, monkeypatch) -> None:
+def test_cache_is_reused_and_invalidated_per_tower(setup, tmp_path: Path, monkeypatch) -> None:
     root, model, dataset = setup
     calls = []
     monkeypatch.setattr(
         features_module,
-        "compute_features",
-        lambda *a, **k: calls.append(1) or compute_features(*a, **k),
+        "compute_tower_features",
+        lambda m, d, tower, *a, **k: calls.append(tower) or compute_tower_features(m, d, tower),
     )
     first = cached_features(model, dataset(), tmp_path / "cache")
     again = cached_features(model, dataset(), tmp_path / "cache")
-    assert len(calls) == 1  # second call read the file
+    assert calls == ["image", "text"]  # second call read both files
     torch.testing.assert_close(first, again)
     image = root / "Images" / dataset().image_names[0]
-    image.write_bytes(image.read_bytes() + b"\0")  # the data changed
+    image.write_bytes(image.read_bytes() + b"\0")  # the pictures changed, the captions did not
     cached_features(model, dataset(), tmp_path / "cache")
-    assert len(calls) == 2
+    assert calls == ["image", "text", "image"]
+    with torch.no_grad():
+        next(model.text_encoder.parameters()).add_(1.0)  # another text encoder
+    cached_features(model, dataset(), tmp_path / "cache")
+    assert calls == ["image", "text", "image", "text"]  # image features reused
 
 
 def test_key_follows_encoder_weights_not_head_weights(setup) -> None:
     _, model, dataset = setup
-    key = feature_key(model, dataset())
+    keys = {tower: feature_key(model, dataset(), tower) for tower in ("image", "text")}
+    assert keys["image"] != keys["text"]
     with torch.no_grad():
         model.image_head.weight.add_(1.0)
-    assert feature_key(model, dataset()) == key  # heads are trained on top: same features
+        model.logit_scale.add_(1.0)
+    for tower, key in keys.items():  # heads are trained on top: same features
+        assert feature_key(model, dataset(), tower) == key
     with torch.no_grad():
         next(model.image_encoder.parameters()).add_(1.0)
-    assert feature_key(model, dataset()) != key
+    assert feature_key(model, dataset(), "image") != keys["image"]
+    assert feature_key(model, dataset(), "text") == keys["text"]
 
 
 def test_features_are_the_encoder_outputs(setup) -> None:

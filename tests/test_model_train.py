@@ -12,7 +12,8 @@ from simpleclip.data import load_split
 from simpleclip.evaluate import evaluate
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.optim import make_optimizer
-from simpleclip.train import TrainingDiverged, build_datasets, train
+from simpleclip.train import TrainingDiverged, train
+from simpleclip.train_data import build_datasets
 
 
 @pytest.fixture
@@ -153,3 +154,20 @@ def _tokenizer(root: Path):
     from simpleclip.tokenizer import train_wordpiece_tokenizer
 
     return train_wordpiece_tokenizer(load_split(root, "train")["caption"], 300)
+
+
+def test_train_on_train_plus_dev_without_validation(
+    tiny_config, synthetic_root: Path, tmp_path: Path
+):
+    config = tiny_config(synthetic_root, tmp_path / "run", "train.epochs=2",
+                         "data.train_split=train+dev", "data.val_split=none")  # fmt: skip
+    result = train(config, progress=False)
+    train_set, dev_set = build_datasets(config, result.model, synthetic_root)
+    assert dev_set is None
+    expected = load_split(synthetic_root, "train")["image"].nunique()
+    expected += load_split(synthetic_root, "dev")["image"].nunique()
+    assert len(train_set.image_names) == expected
+    assert [record["val"] for record in result.history] == [None, None]
+    best = CLIPModel.load(tmp_path / "run" / "best")  # with no dev score, best is the last epoch
+    for name, tensor in result.model.state_dict().items():
+        torch.testing.assert_close(best.state_dict()[name], tensor.cpu(), msg=name)

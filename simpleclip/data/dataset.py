@@ -56,13 +56,16 @@ def find_images_dir(root: str | Path) -> Path:
 def load_split(root: str | Path, split: str | None, seed: int = 0) -> pd.DataFrame:
     """Captions of one split (``train``, ``dev``/``val``, ``test``; ``None`` for all).
 
+    Splits join with ``+``: ``"train+dev"`` trains on both when the dev set is not needed.
     Images absent from the folder are dropped with a warning (see ``read_captions``).
     """
     table = read_captions(find_captions_file(root), find_images_dir(root))
     if split is None:
         return table
-    chosen = split_images(table["image"].unique(), root, seed=seed)[canonical_split(split)]
-    return table[table["image"].isin(set(chosen))].reset_index(drop=True)
+    names = [canonical_split(name.strip()) for name in split.split("+")]
+    splits = split_images(table["image"].unique(), root, seed=seed)
+    chosen = {image for name in names for image in splits[name]}
+    return table[table["image"].isin(chosen)].reset_index(drop=True)
 
 
 class CaptionDataset(Dataset):

@@ -24,7 +24,10 @@ def canonical_split(name: str) -> str:
     """Map ``val``/``validation`` to Flickr8k's own name, ``dev``; reject unknown names."""
     split = SPLIT_ALIASES.get(name, name)
     if split not in SPLIT_FILES:
-        raise ValueError(f"Unknown split {name!r}; use one of train, dev (or val), test.")
+        raise ValueError(
+            f"Unknown split {name!r}; use one of train, dev (or val), test, "
+            "or join them with '+' (train+dev)."
+        )
     return split
 
 

@@ -12,7 +12,8 @@ https://huggingface.co/docs/timm.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import timm
@@ -21,6 +22,8 @@ from torch import nn
 
 from simpleclip.data.transforms import ImagePreprocessing
 from simpleclip.encoders.errors import EncoderLoadError
+from simpleclip.encoders.local_weights import mismatch_report, read_state_dict, weights_file
+from simpleclip.encoders.partial import unfreeze_last_blocks
 from simpleclip.encoders.pooling import AttentionPool2d
 
 # How the random 64 px presets want their pixels (timm's pretrained_cfg keys).
@@ -94,19 +97,24 @@ class TinyCNN(nn.Module):
         return self.forward_features(images).mean(dim=(2, 3))  # global average pooling
 
 
-def create_backbone(model_name: str, pretrained: bool = True) -> nn.Module:
+def create_backbone(
+    model_name: str, pretrained: bool = True, weights: str | Path | None = None
+) -> nn.Module:
     """Build a preset or any timm model without its classifier, so it outputs features.
 
     Args:
         model_name: a key of ``IMAGE_PRESETS`` or any name ``timm.list_models()`` knows,
             optionally with a weight tag (``"resnet50.a1_in1k"``).
         pretrained: load ImageNet weights (downloads once into the Hugging Face cache).
+        weights: with ``pretrained``, read them from this local file (timm key names,
+            safetensors or PyTorch) instead of the hub.
 
     Returns:
         A module with ``num_features`` whose forward gives pooled features.
 
     Raises:
-        EncoderLoadError: unknown name, or weights neither cached nor downloadable.
+        EncoderLoadError: unknown name, weights neither cached nor downloadable, or a
+            weights file that is missing or saved from another architecture.
     """
     preset = IMAGE_PRESETS.get(model_name)
     if preset is not None and preset.timm_name is None:
@@ -118,10 +126,31 @@ def create_backbone(model_name: str, pretrained: bool = True) -> nn.Module:
         kwargs["pretrained_cfg_overlay"] = dict(TINY_PRETRAINED_CFG)
     if not timm.is_model(timm_name):  # checked first so a typo fails fast, even offline
         raise EncoderLoadError(_unknown_name_message(model_name))
+    if weights is not None and pretrained:
+        return _backbone_from_file(model_name, timm_name, weights, kwargs)
     try:
         return timm.create_model(timm_name, pretrained=pretrained, num_classes=0, **kwargs)
     except (OSError, RuntimeError) as err:
         raise EncoderLoadError(_download_failed_message(model_name)) from err
+
+
+def _backbone_from_file(
+    model_name: str, timm_name: str, weights: str | Path, kwargs: dict[str, Any]
+) -> nn.Module:
+    """timm's own pretrained loading, pointed at a local file; a readable error if it misfits."""
+    file = weights_file(weights, model_name)
+    overlay = {**kwargs.pop("pretrained_cfg_overlay", {}), "file": str(file)}
+    try:
+        return timm.create_model(
+            timm_name, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay, **kwargs
+        )
+    except (RuntimeError, KeyError, ValueError) as err:
+        model = timm.create_model(timm_name, pretrained=False, **kwargs)  # with its classifier
+        raise EncoderLoadError(
+            f"{file} does not fit image encoder {model_name!r} (timm {timm_name!r}): "
+            f"{mismatch_report(model, read_state_dict(file))}. Was it saved from this "
+            "architecture, with timm's key names? Set image.name to the model it came from."
+        ) from err
 
 
 def _unknown_name_message(model_name: str) -> str:
@@ -176,8 +205,13 @@ class ImageEncoder(nn.Module):
     Args:
         model_name: a key of ``IMAGE_PRESETS`` or any timm model name.
         pretrained: load pretrained weights (ignored by the random ``tiny`` presets).
+        weights: a local weights file to load instead of downloading (see ``create_backbone``).
         trainable: False freezes the backbone: no gradients, and BatchNorm statistics and
             dropout stay in eval mode even when the parent model calls ``.train()``.
+        unfreeze_last: with ``trainable=False``, still train the last N blocks (partial
+            fine-tuning, ``simpleclip.encoders.partial``); the backbone stays in eval mode.
+        mean, std: pixel normalisation to use instead of the model's own (weights ported from
+            another framework may expect another one, e.g. 0.5 for TensorFlow models).
         pooling: ``"avg"``, the backbone's own global pooling (average for CNNs and BEiT, the
             class token for timm's ViT); or ``"attention"``, CLIP's attention pooling over a
             CNN feature map. The attention pooling is new, so it trains even when frozen.
@@ -201,23 +235,36 @@ class ImageEncoder(nn.Module):
         pooling: str = "avg",
         pool_dim: int | None = None,
         pool_heads: int | None = None,
+        weights: str | Path | None = None,
+        unfreeze_last: int = 0,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
     ) -> None:
         super().__init__()
         if pooling not in ("avg", "attention"):
             raise ValueError(f"pooling must be 'avg' or 'attention', got {pooling!r}")
         self.model_name = model_name
         self.trainable = trainable
-        self.backbone = create_backbone(model_name, pretrained)
+        self.backbone = create_backbone(model_name, pretrained, weights)
         self.preprocessing = preprocessing_from_timm(self.backbone)
+        if mean is not None or std is not None:
+            pre = self.preprocessing
+            mean, std = tuple(mean or pre.mean), tuple(std or pre.std)
+            self.preprocessing = replace(pre, mean=mean, std=std)
         self.pool: AttentionPool2d | None = None
         if pooling == "attention":
             channels, grid = self._feature_map_size()
             heads = pool_heads or max(1, channels // 64)
             self.pool = AttentionPool2d(channels, grid, heads, pool_dim)
         self.out_dim: int = self.pool.out_dim if self.pool else self.backbone.num_features
+        if unfreeze_last and trainable:
+            raise ValueError("unfreeze_last applies to a frozen encoder (trainable=False); a "
+                             "trainable one already trains every block.")  # fmt: skip
         if not trainable:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
+        if unfreeze_last:
+            unfreeze_last_blocks(self.backbone, unfreeze_last)
 
     def _feature_map_size(self) -> tuple[int, int]:
         """Channels and side of the backbone's feature map, found by one dummy forward pass."""

@@ -28,6 +28,8 @@ from transformers import (
 )
 
 from simpleclip.encoders.errors import EncoderLoadError
+from simpleclip.encoders.local_weights import hf_folder
+from simpleclip.encoders.partial import unfreeze_last_layers
 from simpleclip.encoders.pooling import TEXT_POOLINGS
 
 CONTEXT_LENGTH = 77  # CLIP's text context; Flickr8k captions are far shorter
@@ -101,12 +103,24 @@ def load_text_model(
     """
     if hf_config is not None:
         return AutoModel.from_config(hf_config)
+    source = hf_folder(model_name) or model_name  # a local folder is checked before loading
     try:
-        if pretrained:
-            return AutoModel.from_pretrained(model_name)
-        return AutoModel.from_config(AutoConfig.from_pretrained(model_name))
+        if not pretrained:
+            return AutoModel.from_config(AutoConfig.from_pretrained(source))
+        model, info = AutoModel.from_pretrained(source, output_loading_info=True)
     except (OSError, ValueError) as err:
         raise EncoderLoadError(_load_failed_message(model_name)) from err
+    # transformers only warns when weights do not fit and leaves those parts random: refuse.
+    missing = [k for k in info["missing_keys"] if not k.startswith("pooler.")]  # pooler unused
+    if missing or info["mismatched_keys"]:
+        raise EncoderLoadError(
+            f"The weights of text encoder {model_name!r} do not fit its config "
+            f"({type(model).__name__}): {len(missing)} missing, e.g. {sorted(missing)[:3]}; "
+            f"{len(info['mismatched_keys'])} of another shape, e.g. "
+            f"{sorted(map(str, info['mismatched_keys']))[:2]}. Save the folder again with "
+            "model.save_pretrained(), from the same architecture as its config.json."
+        )
+    return model
 
 
 def load_tokenizer(model_name: str) -> PreTrainedTokenizerBase:
@@ -116,7 +130,7 @@ def load_tokenizer(model_name: str) -> PreTrainedTokenizerBase:
         EncoderLoadError: the tokenizer is neither cached nor downloadable.
     """
     try:
-        return AutoTokenizer.from_pretrained(model_name)
+        return AutoTokenizer.from_pretrained(hf_folder(model_name) or model_name)
     except (OSError, ValueError) as err:
         raise EncoderLoadError(_load_failed_message(model_name)) from err
 
@@ -129,6 +143,8 @@ class TextEncoder(nn.Module):
             (config, weights and tokenizer).
         pretrained: load pretrained weights (ignored by ``tiny`` and when ``hf_config`` is set).
         trainable: False freezes the model: no gradients, dropout off even in ``.train()``.
+        unfreeze_last: with ``trainable=False``, still train the last N transformer layers
+            (partial fine-tuning, ``simpleclip.encoders.partial``); dropout stays off.
         pooling: ``"cls"`` or ``"mean"``; None uses the preset's (``"mean"`` for other names).
         tokenizer: the tokenizer to use; required for ``tiny``, loaded by name otherwise.
         max_length: longest tokenized caption; default 77 (CLIP) or the tokenizer's limit.
@@ -154,6 +170,7 @@ class TextEncoder(nn.Module):
         tokenizer: PreTrainedTokenizerBase | None = None,
         max_length: int | None = None,
         hf_config: PretrainedConfig | None = None,
+        unfreeze_last: int = 0,
     ) -> None:
         super().__init__()
         preset = TEXT_PRESETS.get(model_name)
@@ -174,9 +191,14 @@ class TextEncoder(nn.Module):
         self.model = load_text_model(model_name, pretrained, hf_config)
         self.out_dim: int = self.model.config.hidden_size
         self.trainable = trainable
+        if unfreeze_last and trainable:
+            raise ValueError("unfreeze_last applies to a frozen encoder (trainable=False); a "
+                             "trainable one already trains every layer.")  # fmt: skip
         if not trainable:
             self.model.requires_grad_(False)
             self.model.eval()
+        if unfreeze_last:
+            unfreeze_last_layers(self.model, unfreeze_last)
 
     def train(self, mode: bool = True) -> TextEncoder:
         """Switch train/eval mode, but a frozen model always stays in eval mode."""
