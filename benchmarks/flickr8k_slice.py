@@ -2,10 +2,11 @@
 
 Trains on the train+dev images of the 1,000-photo Flickr8k slice (866 images, 4,330 captions)
 and evaluates Recall@1/5/10 both ways on its 125 test images (625 captions), for each text
-encoder and each row of the ablation: frozen encoders with a linear head (one positive per
-row, then multi-positive), the MLP head, no head, and partial fine-tuning of the encoders' last
-block. Frozen rows train on cached features (``train.cache_features``): the encoders run once,
-timed on their own as "encode features"; each row's time is its training and evaluation.
+encoder and each row of the ablation: frozen encoders with a linear or an MLP head, each with
+one positive per row and with the multi-positive loss, no head, and partial fine-tuning of the
+encoders' last block. Frozen rows train on cached features (``train.cache_features``): the
+encoders run once, timed on their own as "encode features"; each row's time is its training and
+evaluation.
 
     python ../shared/tools/get_offline_weights.py --mpnet     # once: real weights, offline
     python benchmarks/flickr8k_slice.py                       # the whole ablation, both encoders
@@ -49,6 +50,7 @@ PARTIAL = [  # the last EfficientNet block (with its 1x1 head conv) and the last
 ROWS = {  # row name -> overrides of the config (which is the "frozen, mlp head" row)
     "frozen, linear head, one positive": ["head.kind=linear", "loss.multi_positive=false"],
     "frozen, linear head": ["head.kind=linear"],
+    "frozen, mlp head, one positive": ["loss.multi_positive=false"],
     "frozen, mlp head": [],
     "frozen, no head": ["head.kind=none"],
     "partial fine-tune, mlp head": PARTIAL,

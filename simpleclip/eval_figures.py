@@ -60,15 +60,19 @@ def draw_text_query(
     top_k: int = 8,
     title: str = "",
 ) -> Path:
-    """One caption and its top-k pictures; green frames mark the caption's own picture."""
+    """One caption and its top-k pictures; a green frame marks the caption's own picture,
+    shown in the last cell with its rank when it is not among the top k."""
     scores = embeddings.image_embeds @ embeddings.text_embeds[caption]  # (N_images,)
-    best = scores.topk(min(top_k, len(scores))).indices.tolist()
+    order = scores.argsort(descending=True, stable=True).tolist()
     own = int(embeddings.caption_image[caption])
-    query = dataset.captions[caption]
+    best = order[: min(top_k, len(order))]
+    if own not in best:
+        best[-1] = own
+    ranks = [order.index(i) + 1 for i in best]
     figure = plot_text_to_images(
-        query, [picture(dataset, model, i) for i in best], scores[best].tolist(),
-        labels=[dataset.image_names[i] for i in best], correct=[i == own for i in best],
-        ncols=4,
+        dataset.captions[caption], [picture(dataset, model, i) for i in best],
+        scores[best].tolist(), labels=[dataset.image_names[i] for i in best],
+        correct=[i == own for i in best], ncols=4, ranks=ranks,
     )  # fmt: skip
     if title:  # a line above the query
         figure.suptitle(f"{title}\n{figure.get_suptitle()}", fontsize=11)

@@ -113,6 +113,7 @@ def plot_text_to_images(
     correct: Sequence[bool] | None = None,
     ncols: int | None = None,
     cell: float = 2.2,
+    ranks: Sequence[int] | None = None,
 ) -> Figure:
     """A text query and its top-k pictures, best first.
 
@@ -124,6 +125,8 @@ def plot_text_to_images(
         correct: when the true answers are known: a green frame for a true match, red otherwise.
         ncols: pictures per row (default: a square-ish grid).
         cell: inches per picture; the figure is ``ncols * cell`` by ``nrows * cell + 0.7``.
+        ranks: the rank shown above each picture (default 1, 2, ...), e.g. to add the right
+            answer from far down the list.
     """
     k = len(images)
     ncols = ncols or math.ceil(math.sqrt(k))
@@ -138,7 +141,8 @@ def plot_text_to_images(
         ax.set_xticks([])
         ax.set_yticks([])
         name = f"\n{textwrap.shorten(labels[i], 28)}" if labels is not None else ""
-        ax.set_title(f"#{i + 1}  cos {scores[i]:.2f}{name}", fontsize=8)
+        rank = ranks[i] if ranks is not None else i + 1
+        ax.set_title(f"#{rank}  cos {scores[i]:.2f}{name}", fontsize=8)
         if correct is not None:
             for spine in ax.spines.values():
                 spine.set(color="tab:green" if correct[i] else "tab:red", linewidth=4)

@@ -36,3 +36,14 @@ def test_the_same_folder_always_maps_to_the_same_cache(tmp_path: Path, monkeypat
     monkeypatch.chdir(tmp_path)
     path = Path("data") if relative else tmp_path / "data"
     assert data_cache_dir(path) == data_cache_dir(tmp_path / "data")
+
+
+def test_a_cache_folder_inside_read_only_data_is_not_used(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SIMPLECLIP_CACHE", str(tmp_path / "user-cache"))
+    shared = tmp_path / "shared"
+    (shared / ".cache").mkdir(parents=True)  # e.g. left by an older version
+    shared.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        assert data_cache_dir(shared).parent == tmp_path / "user-cache" / "data"
+    finally:
+        shared.chmod(stat.S_IRWXU)

@@ -36,3 +36,20 @@ def test_evaluation_figures_are_written(tiny_config, synthetic_root, tmp_path, t
     for path in paths:
         with Image.open(path) as picture:
             assert picture.width > 400 and picture.height > 200
+
+
+def test_a_failure_shows_its_own_picture_with_its_rank(monkeypatch, tmp_path) -> None:
+    import simpleclip.eval_figures as figures
+
+    drawn = {}
+    monkeypatch.setattr(figures, "picture", lambda dataset, model, i: i)
+    monkeypatch.setattr(figures, "save_figure", lambda figure, path: path)
+    monkeypatch.setattr(figures, "plot_text_to_images",
+                        lambda query, images, scores, **kw: drawn.update(images=images, **kw))
+    similarity = torch.tensor([[0.1, 0.9, 0.8, 0.7, 0.6]])  # caption 0's picture (0) ranks 5
+    embeddings = Embeddings(torch.eye(5), similarity, torch.tensor([0]))
+    dataset = type("D", (), {"captions": ["q"], "image_names": list("abcde")})()
+    figures.draw_text_query(None, dataset, embeddings, 0, tmp_path / "f.png", top_k=3)
+    assert drawn["images"] == [1, 2, 0]  # the top 2, then its own picture
+    assert drawn["ranks"] == [1, 2, 5]
+    assert drawn["correct"] == [False, False, True]

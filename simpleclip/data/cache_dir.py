@@ -25,7 +25,7 @@ def data_cache_dir(root: str | Path) -> Path:
     """``root/.cache`` if it can be written, else a folder of its own in the user's cache."""
     root = Path(root).resolve()
     local = root / ".cache"
-    if _writable(local if local.is_dir() else root):
+    if _writable(root) and (not local.is_dir() or _writable(local)):
         return local
     digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
     return user_cache_dir() / "data" / f"{root.name}-{digest}"
