@@ -4,7 +4,8 @@ Prints one JSON line per mode, then one with the speed-up, all measured in one r
 
 * ``fast``: simpleclip's pipeline. Pictures decoded once into the pre-resized uint8 image cache,
   captions tokenized once and padded per batch, augmentation on whole batches; on CUDA also bf16
-  autocast, channels_last for CNNs, pinned memory and non-blocking copies, DataLoader workers.
+  autocast, channels_last for CNNs, pinned memory and non-blocking copies, DataLoader workers;
+  with ``--set train.compile=true`` the towers are compiled (``torch.compile``; warm-up excluded).
 * ``baseline``: the straightforward loop of the popular tutorials. Each ``__getitem__`` decodes
   the JPEG, runs albumentations and tokenizes its caption padded to ``max_length``; fp32.
 
@@ -16,6 +17,8 @@ the machine hits both alike. Weights are random, so no download is needed.
     python benchmarks/train_throughput.py --config synthetic_tiny --batch-size 128
     python benchmarks/train_throughput.py --config flickr8k_resnet50_distilbert --mode fast \\
         --set data.root=data/flickr8k --steps 50       # on a GPU
+    python benchmarks/train_throughput.py --config synthetic_tiny --batch-size 128 \
+        --set train.compile=true                       # compiled fast loop
     python benchmarks/train_throughput.py --smoke       # CI: a few steps, tiny data
 """
 
@@ -103,12 +106,16 @@ class Setup:
             model.image_encoder.to(memory_format=torch.channels_last)
         self.loader = make_loader(config, model, mode, self.device)
         optimizer = make_optimizer(model, config)
-        self.loop = _Loop(model, Towers(model), optimizer, make_scheduler(optimizer, 10, 10_000),
+        towers = Towers(model)
+        if mode == "fast" and config.train.compile:
+            towers = torch.compile(towers)
+        self.loop = _Loop(model, towers, optimizer, make_scheduler(optimizer, 10, 10_000),
                           torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler),
                           self.precision, self.device, config, progress=False)  # fmt: skip
         model.train()
         self.batch = next(iter(self.loader))
         self.batches = forever(self.loader)
+        self.time_loop(3)  # warm-up, not measured: allocator, oneDNN kernels, torch.compile
 
     def time_steps(self, steps: int) -> float:
         """Seconds for ``steps`` optimisation steps on one batch already loaded."""

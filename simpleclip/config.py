@@ -86,6 +86,7 @@ class TrainConfig:
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
     cache_features: bool = False  # frozen encoders only: encode the data once, train the heads
     micro_batch_size: int = 0  # > 0: encode each batch in micro-batches (GradCache), same loss
+    compile: bool = False  # torch.compile the towers: faster steps after a warm-up (10-60 s)
     distributed_loss: str = "gather"  # torchrun: "gather" all ranks' negatives, or "local"
     out_dir: str = "runs/clip"  # where checkpoints, metrics and the config go
 

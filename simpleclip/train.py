@@ -88,6 +88,8 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
     model.to(device)
     optimizer = make_optimizer(model, config)
     towers = distributed.wrap(Towers(model), device)
+    if config.train.compile:  # kernels fused for these shapes; recompiles for new ones
+        towers = torch.compile(towers)
     with distributed.main_process_first():  # rank 0 writes the caches, the others read them
         train_set, validate = training_data(config, model, root)
     steps_per_epoch = max(1, len(train_set) // (config.train.batch_size * distributed.world_size()))

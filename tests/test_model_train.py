@@ -14,6 +14,7 @@ from simpleclip.model import CLIPModel, build_model
 from simpleclip.optim import make_optimizer
 from simpleclip.train import TrainingDiverged, train
 from simpleclip.train_data import build_datasets
+from simpleclip.train_step import Towers
 
 
 @pytest.fixture
@@ -171,3 +172,32 @@ def test_train_on_train_plus_dev_without_validation(
     best = CLIPModel.load(tmp_path / "run" / "best")  # with no dev score, best is the last epoch
     for name, tensor in result.model.state_dict().items():
         torch.testing.assert_close(best.state_dict()[name], tensor.cpu(), msg=name)
+
+
+@pytest.mark.slow
+def test_compiled_towers_train_like_eager_ones(
+    tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    eager = train(tiny_config(synthetic_root, tmp_path / "eager", "train.epochs=1"),
+                  progress=False)  # fmt: skip
+    config = tiny_config(synthetic_root, tmp_path / "compiled", "train.epochs=1",
+                         "train.compile=true")  # fmt: skip
+    compile_, compiled_modules = torch.compile, []
+    monkeypatch.setattr(torch, "compile",
+                        lambda module, **kw: compiled_modules.append(module) or compile_(module))
+    compiled = train(config, progress=False)
+    assert [type(m).__name__ for m in compiled_modules] == ["Towers"]
+    # Compiled dropout draws other masks, so the losses agree closely, not bit for bit.
+    eager_losses, losses = eager.history[0]["step_losses"], compiled.history[0]["step_losses"]
+    assert losses[0] == pytest.approx(eager_losses[0], rel=0.05)
+    assert losses[-1] == pytest.approx(eager_losses[-1], rel=0.1)
+    assert losses[-1] < 0.9 * losses[0]  # it learns
+    model = compiled.model.eval()  # no dropout: the compiled towers compute the same function
+    train_set, _ = build_datasets(config, model, synthetic_root)
+    batch = train_set.collate([train_set[i] for i in range(8)])
+    batch = {k: v for k, v in batch.items() if k in ("images", "input_ids", "attention_mask")}
+    with torch.no_grad():
+        expected = Towers(model)(batch)
+        actual = compile_(Towers(model))(batch)
+    for a, b in zip(actual, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
