@@ -36,6 +36,7 @@ from simpleclip.evaluate import compute_embeddings, retrieval_metrics
 from simpleclip.features import cached_features, embed_features
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.train import train
+from simpleclip.train_data import build_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "flickr8k_1k"
@@ -103,11 +104,7 @@ def encode_features(config: Config) -> float:
     torch.set_num_threads(config.train.threads)
     model = build_model(config)
     root, cache = Path(config.data.root), data_cache_dir(config.data.root)
-    train_set = CaptionDataset(
-        load_split(root, config.data.train_split), find_images_dir(root), model.tokenizer,
-        build_transforms(model.image_encoder.preprocessing, train=False),
-        max_length=config.data.max_length,
-    )  # fmt: skip
+    train_set, _ = build_datasets(config, model, root)  # as train() reads it: the same cache
     cached_features(model, train_set, cache)
     cached_features(model, test_split(config, model), cache)
     return time.perf_counter() - start
