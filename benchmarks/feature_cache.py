@@ -25,10 +25,16 @@ from simpleclip.train import train
 
 
 def run(config_name: str, overrides: list[str], cached: bool, out: Path) -> dict:
-    config = load_config(config_name, [
-        *overrides, "image.trainable=false", "text.trainable=false",
-        f"train.cache_features={str(cached).lower()}", f"train.out_dir={out}",
-    ])  # fmt: skip
+    config = load_config(
+        config_name,
+        [
+            *overrides,
+            "image.trainable=false",
+            "text.trainable=false",
+            f"train.cache_features={str(cached).lower()}",
+            f"train.out_dir={out}",
+        ],
+    )
     for stale in data_cache_dir(config.data.root).glob("*features-*.pt"):  # time the cache too
         stale.unlink()
     start = time.perf_counter()
@@ -56,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="feature-cache-"))
     overrides = [f"train.epochs={2 if args.smoke else args.epochs}", *args.overrides]
     if args.smoke:
-        overrides += [f"data.root={tmp}/data", "data.synthetic_images=120",
-                      "train.batch_size=32"]  # fmt: skip
+        overrides += [f"data.root={tmp}/data", "data.synthetic_images=120", "train.batch_size=32"]
     try:
         recomputed = run(args.config, overrides, cached=False, out=tmp / "recomputed")
         print(json.dumps(recomputed), flush=True)

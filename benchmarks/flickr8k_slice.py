@@ -31,12 +31,12 @@ import torch
 from simpleclip.config import Config, load_config
 from simpleclip.data import CaptionDataset, build_transforms, find_images_dir, load_split
 from simpleclip.data.cache_dir import data_cache_dir
-from simpleclip.eval_figures import draw_evaluation_figures
 from simpleclip.evaluate import compute_embeddings, retrieval_metrics
-from simpleclip.features import cached_features, embed_features
+from simpleclip.evaluate.figures import draw_evaluation_figures
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.train import train
-from simpleclip.train_data import build_datasets
+from simpleclip.train.data import build_datasets
+from simpleclip.train.features import cached_features, embed_features
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "flickr8k_1k"
@@ -44,10 +44,16 @@ WEIGHTS = Path("~/.cache/simpleclip-offline").expanduser()
 TEXT_ENCODERS = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}
 CONFIGS = {"minilm": "flickr8k_slice_effnet_minilm", "mpnet": "flickr8k_slice_effnet_mpnet"}
 PARTIAL = [  # the last EfficientNet block (with its 1x1 head conv) and the last text layer
-    "image.unfreeze_last=1", "text.unfreeze_last=1", "train.cache_features=false",
-    "data.pairs=one_per_image", "train.batch_size=64", "train.epochs=4",
-    "data.crop_scale=[0.9,1.0]", "data.color_jitter=0.0", "text.lr=5e-5",
-]  # fmt: skip
+    "image.unfreeze_last=1",
+    "text.unfreeze_last=1",
+    "train.cache_features=false",
+    "data.pairs=one_per_image",
+    "train.batch_size=64",
+    "train.epochs=4",
+    "data.crop_scale=[0.9,1.0]",
+    "data.color_jitter=0.0",
+    "text.lr=5e-5",
+]
 ROWS = {  # row name -> overrides of the config (which is the "frozen, mlp head" row)
     "frozen, linear head, one positive": ["head.kind=linear", "loss.multi_positive=false"],
     "frozen, linear head": ["head.kind=linear"],
@@ -74,19 +80,27 @@ def missing_assets(data: Path, text_keys: list[str]) -> list[str]:
 
 
 def row_config(text_key: str, overrides: list[str], data: Path, out: Path, args) -> Config:
-    return load_config(CONFIGS[text_key], [
-        f"data.root={data}", f"train.out_dir={out}", f"train.threads={args.threads}",
-        *overrides, *(["train.epochs=1"] if args.smoke else []),
-    ])  # fmt: skip
+    return load_config(
+        CONFIGS[text_key],
+        [
+            f"data.root={data}",
+            f"train.out_dir={out}",
+            f"train.threads={args.threads}",
+            *overrides,
+            *(["train.epochs=1"] if args.smoke else []),
+        ],
+    )
 
 
 def test_split(config: Config, model: CLIPModel) -> CaptionDataset:
     root = Path(config.data.root)
     return CaptionDataset(
-        load_split(root, "test"), find_images_dir(root), model.tokenizer,
+        load_split(root, "test"),
+        find_images_dir(root),
+        model.tokenizer,
         build_transforms(model.image_encoder.preprocessing, train=False),
         max_length=config.data.max_length,
-    )  # fmt: skip
+    )
 
 
 def test_embeddings(config: Config, model: CLIPModel):
@@ -129,8 +143,10 @@ def run_row(text_key: str, row: str, data: Path, tmp: Path, args) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| text encoder | setting | t2i R@1/5/10 | i2t R@1/5/10 | seconds |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| text encoder | setting | t2i R@1/5/10 | i2t R@1/5/10 | seconds |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         if "skipped" in r:
             lines.append(f"| {r['text']} | {r['row']} | n/a: {r['skipped']} | | |")
@@ -150,8 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     parser.add_argument("--smoke", action="store_true", help="1 epoch of the default row (CI)")
     parser.add_argument("--out", type=Path, default=None, help="save the rows as JSON here")
-    parser.add_argument("--figures", type=Path, default=None,
-                        help="draw notebook 07's pictures of the best model here")  # fmt: skip
+    parser.add_argument(
+        "--figures",
+        type=Path,
+        default=None,
+        help="draw notebook 07's pictures of the best model here",
+    )
     args = parser.parse_args(argv)
     missing = missing_assets(args.data, args.text)
     if missing:

@@ -41,13 +41,13 @@ from simpleclip.data import CaptionDataset, build_transforms, load_rgb, load_spl
 from simpleclip.data.cache_dir import data_cache_dir
 from simpleclip.data.dataset import find_images_dir
 from simpleclip.data.image_cache import build_image_cache
-from simpleclip.device import Precision, select_device, select_precision
 from simpleclip.model import CLIPModel, build_model
-from simpleclip.optim import make_optimizer, make_scheduler
 from simpleclip.tokenizer import train_wordpiece_tokenizer
-from simpleclip.train import _Loop
-from simpleclip.train_data import prepare_data
-from simpleclip.train_step import Towers
+from simpleclip.train.data import prepare_data
+from simpleclip.train.device import Precision, select_device, select_precision
+from simpleclip.train.loop import _Loop
+from simpleclip.train.optim import make_optimizer, make_scheduler
+from simpleclip.train.step import Towers
 
 OFFLINE_ARCHITECTURES = {  # hub text models rebuilt from their default config, no download
     "distilbert-base-uncased": "DistilBertConfig",
@@ -69,8 +69,13 @@ class TutorialDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image_index = int(self.data.caption_image[index])
         pixels = np.asarray(load_rgb(self.data.images_dir / self.data.image_names[image_index]))
-        tokens = self.tokenizer(self.data.captions[index], padding="max_length", truncation=True,
-                                max_length=self.max_length, return_tensors="pt")  # fmt: skip
+        tokens = self.tokenizer(
+            self.data.captions[index],
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
         return {
             "images": self.transform(image=pixels)["image"],
             "input_ids": tokens["input_ids"][0],
@@ -99,8 +104,11 @@ class Setup:
     def __init__(self, config: Config, model: CLIPModel, mode: str) -> None:
         self.mode, self.config = mode, config
         self.device = select_device(config.train.device)
-        self.precision = (select_precision(self.device, config.train.precision)
-                          if mode == "fast" else Precision(None, False))  # fmt: skip
+        self.precision = (
+            select_precision(self.device, config.train.precision)
+            if mode == "fast"
+            else Precision(None, False)
+        )
         model = model.to(self.device)
         if mode == "fast" and self.device.type == "cuda":
             model.image_encoder.to(memory_format=torch.channels_last)
@@ -109,9 +117,17 @@ class Setup:
         towers = Towers(model)
         if mode == "fast" and config.train.compile:
             towers = torch.compile(towers)
-        self.loop = _Loop(model, towers, optimizer, make_scheduler(optimizer, 10, 10_000),
-                          torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler),
-                          self.precision, self.device, config, progress=False)  # fmt: skip
+        self.loop = _Loop(
+            model,
+            towers,
+            optimizer,
+            make_scheduler(optimizer, 10, 10_000),
+            torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler),
+            self.precision,
+            self.device,
+            config,
+            progress=False,
+        )
         model.train()
         self.batch = next(iter(self.loader))
         self.batches = forever(self.loader)
@@ -143,14 +159,21 @@ def measure(setups: list[Setup], name: str, steps: int, rounds: int) -> list[dic
     rows = []
     for setup in setups:
         pairs = setup.config.train.batch_size * steps
-        rows.append({
-            "mode": setup.mode, "device": str(setup.device), "config": name,
-            "batch_size": setup.config.train.batch_size, "steps": steps, "rounds": rounds,
-            "precision": str(setup.precision.dtype or "fp32").replace("torch.", ""),
-            "step_pairs_per_s": round(pairs / float(np.median(times[setup.mode]["step"])), 1),
-            "loop_pairs_per_s": round(pairs / float(np.median(times[setup.mode]["loop"])), 1),
-            "peak_memory_mb": round(peak, 1), "memory": kind,
-        })  # fmt: skip
+        rows.append(
+            {
+                "mode": setup.mode,
+                "device": str(setup.device),
+                "config": name,
+                "batch_size": setup.config.train.batch_size,
+                "steps": steps,
+                "rounds": rounds,
+                "precision": str(setup.precision.dtype or "fp32").replace("torch.", ""),
+                "step_pairs_per_s": round(pairs / float(np.median(times[setup.mode]["step"])), 1),
+                "loop_pairs_per_s": round(pairs / float(np.median(times[setup.mode]["loop"])), 1),
+                "peak_memory_mb": round(peak, 1),
+                "memory": kind,
+            }
+        )
     return rows
 
 
@@ -158,18 +181,35 @@ def make_loader(config: Config, model: CLIPModel, mode: str, device: torch.devic
     root = Path(config.data.root)
     pre = model.image_encoder.preprocessing
     transform = build_transforms(pre, True, config.data.crop_scale, config.data.color_jitter)
-    data = CaptionDataset(load_split(root, "train"), find_images_dir(root), model.tokenizer,
-                          transform, max_length=config.data.max_length)  # fmt: skip
+    data = CaptionDataset(
+        load_split(root, "train"),
+        find_images_dir(root),
+        model.tokenizer,
+        transform,
+        max_length=config.data.max_length,
+    )
     workers = config.data.num_workers
     if mode == "baseline":
         naive = TutorialDataset(data, model.tokenizer, transform, config.data.max_length)
-        return DataLoader(naive, batch_size=config.train.batch_size, shuffle=True,
-                          num_workers=workers, drop_last=True)  # fmt: skip
+        return DataLoader(
+            naive,
+            batch_size=config.train.batch_size,
+            shuffle=True,
+            num_workers=workers,
+            drop_last=True,
+        )
     cache = build_image_cache(data.images_dir, data.image_names, pre, data_cache_dir(root))
     data.use_image_cache(cache.filename)
-    return DataLoader(data, batch_size=config.train.batch_size, shuffle=True, drop_last=True,
-                      num_workers=workers, collate_fn=data.collate,
-                      pin_memory=device.type == "cuda", persistent_workers=workers > 0)  # fmt: skip
+    return DataLoader(
+        data,
+        batch_size=config.train.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        collate_fn=data.collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
 
 
 def timed(step, steps: int, device: torch.device) -> float:
@@ -207,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.rounds, args.batch_size = 2, 1, args.batch_size or 16
     if args.batch_size:
         overrides.append(f"train.batch_size={args.batch_size}")
-    config = load_config(args.config, ["image.pretrained=false", "text.pretrained=false",
-                                       *overrides])  # fmt: skip
+    config = load_config(
+        args.config, ["image.pretrained=false", "text.pretrained=false", *overrides]
+    )
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     root = prepare_data(config)
@@ -216,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     for mode in ["baseline", "fast"] if args.mode == "both" else [args.mode]:
         torch.manual_seed(config.train.seed)
         setups.append(Setup(config, build_offline_model(config, root), mode))
-    results = {row["mode"]: row for row in measure(setups, Path(args.config).stem, args.steps,
-                                                    args.rounds)}  # fmt: skip
+    results = {
+        row["mode"]: row for row in measure(setups, Path(args.config).stem, args.steps, args.rounds)
+    }
     for row in results.values():
         print(json.dumps(row), flush=True)
     if len(results) == 2:

@@ -20,18 +20,27 @@ from pathlib import Path
 import torch
 
 from simpleclip.model import CLIPModel
-from simpleclip.zeroshot_synthetic import format_table, synthetic_tasks, template_ablation
+from simpleclip.zeroshot.synthetic import format_table, synthetic_tasks, template_ablation
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=Path("runs/demo/model"),
-                        help="a saved model folder")  # fmt: skip
-    parser.add_argument("--data", type=Path, default=Path("data/synthetic"),
-                        help="the synthetic set the model was trained on")  # fmt: skip
+    parser.add_argument(
+        "--checkpoint", type=Path, default=Path("runs/demo/model"), help="a saved model folder"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/synthetic"),
+        help="the synthetic set the model was trained on",
+    )
     parser.add_argument("--split", default="test", help="whose pictures to classify")
-    parser.add_argument("--fresh", type=int, default=300,
-                        help="new pictures of the held-out pair, and of seen pairs")  # fmt: skip
+    parser.add_argument(
+        "--fresh",
+        type=int,
+        default=300,
+        help="new pictures of the held-out pair, and of seen pairs",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also save the table here")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args(argv)

@@ -26,9 +26,25 @@ from simpleclip.zeroshot import TEMPLATE_SETS, classify
 
 SYNTHETIC_LABELS = [f"{color} {kind}" for color in COLORS for kind in SHAPES]
 GENERIC_LABELS = [
-    "dog", "cat", "horse", "bird", "child", "man", "woman", "group of people",
-    "bicycle", "car", "boat", "ball", "beach", "snow", "water", "grass", "street", "mountain",
-]  # fmt: skip
+    "dog",
+    "cat",
+    "horse",
+    "bird",
+    "child",
+    "man",
+    "woman",
+    "group of people",
+    "bicycle",
+    "car",
+    "boat",
+    "ball",
+    "beach",
+    "snow",
+    "water",
+    "grass",
+    "street",
+    "mountain",
+]
 THUMBNAIL = 256  # gallery pictures are shrunk to at most this many pixels
 
 
@@ -111,8 +127,9 @@ class ClipApp:
         if not folder:
             return [], "Choose a folder of pictures first."
         try:
-            index = ImageIndex.build(self.model(checkpoint), folder, cache_dir=self.cache_dir,
-                                     progress=False)  # fmt: skip
+            index = ImageIndex.build(
+                self.model(checkpoint), folder, cache_dir=self.cache_dir, progress=False
+            )
             hits = index.search(query.strip(), top_k=int(top_k))
         except Exception as err:  # shown in the app; the server keeps running
             return [], f"**Cannot search {folder}.** {err}"
@@ -135,8 +152,14 @@ class ClipApp:
         try:
             picture = load_rgb(upload)
         except (ImageLoadError, Image.DecompressionBombError):
-            return None, {}, (f"**{Path(upload).name} is not a picture I can read.** Upload an "
-                              "image file: JPEG, PNG, WebP, BMP or GIF.")  # fmt: skip
+            return (
+                None,
+                {},
+                (
+                    f"**{Path(upload).name} is not a picture I can read.** Upload an "
+                    "image file: JPEG, PNG, WebP, BMP or GIF."
+                ),
+            )
         lines = (line.strip() for line in (labels or "").splitlines())
         names = list(dict.fromkeys(line for line in lines if line))  # no blanks, no repeats
         if len(names) < 2:
@@ -178,11 +201,20 @@ def build_blocks(app: ClipApp) -> Any:
     with gr.Blocks(title="simpleclip", analytics_enabled=False) as blocks:
         gr.Markdown("## simpleclip: search pictures with words, label a picture")
         with gr.Row():
-            checkpoint = gr.Dropdown(app.checkpoints, value=_first(app.checkpoints),
-                                     label="Checkpoint", allow_custom_value=True,
-                                     elem_id="checkpoint")  # fmt: skip
-            folder = gr.Dropdown(app.folders, value=_first(app.folders), label="Picture folder",
-                                 allow_custom_value=True, elem_id="folder")  # fmt: skip
+            checkpoint = gr.Dropdown(
+                app.checkpoints,
+                value=_first(app.checkpoints),
+                label="Checkpoint",
+                allow_custom_value=True,
+                elem_id="checkpoint",
+            )
+            folder = gr.Dropdown(
+                app.folders,
+                value=_first(app.folders),
+                label="Picture folder",
+                allow_custom_value=True,
+                elem_id="folder",
+            )
         with gr.Tab("Search", elem_id="tab-search"):
             _search_tab(gr, app, checkpoint, folder)
         with gr.Tab("Classify", elem_id="tab-classify"):
@@ -196,8 +228,12 @@ def _first(choices: list[str]) -> str | None:
 
 def _search_tab(gr: Any, app: ClipApp, checkpoint: Any, folder: Any) -> None:
     with gr.Row():
-        query = gr.Textbox(label="Description", placeholder="a big red circle on the left",
-                           elem_id="query", scale=4)  # fmt: skip
+        query = gr.Textbox(
+            label="Description",
+            placeholder="a big red circle on the left",
+            elem_id="query",
+            scale=4,
+        )
         top_k = gr.Slider(1, 48, value=12, step=1, label="Pictures", scale=1)
     button = gr.Button("Search", variant="primary", elem_id="search-button")
     status = gr.Markdown(elem_id="search-status")
@@ -210,10 +246,19 @@ def _classify_tab(gr: Any, app: ClipApp, checkpoint: Any, folder: Any) -> None:
     with gr.Row():
         with gr.Column():
             upload = gr.File(label="Picture to classify", type="filepath", elem_id="upload")
-            labels = gr.Textbox("\n".join(default_labels(folder.value)), lines=8, max_lines=12,
-                                label="Labels, one per line", elem_id="labels")  # fmt: skip
-            templates = gr.Dropdown(list(TEMPLATE_SETS), value=default_templates(folder.value),
-                                    label="Prompt templates", elem_id="templates")  # fmt: skip
+            labels = gr.Textbox(
+                "\n".join(default_labels(folder.value)),
+                lines=8,
+                max_lines=12,
+                label="Labels, one per line",
+                elem_id="labels",
+            )
+            templates = gr.Dropdown(
+                list(TEMPLATE_SETS),
+                value=default_templates(folder.value),
+                label="Prompt templates",
+                elem_id="templates",
+            )
             button = gr.Button("Classify", variant="primary", elem_id="classify-button")
         with gr.Column():
             status = gr.Markdown(elem_id="classify-status")
@@ -221,8 +266,9 @@ def _classify_tab(gr: Any, app: ClipApp, checkpoint: Any, folder: Any) -> None:
             prediction = gr.Label(num_top_classes=5, label="Top 5 labels", elem_id="prediction")
     for event in (button.click, upload.upload):
         event(app.classify, [upload, labels, checkpoint, templates], [preview, prediction, status])
-    folder.change(lambda f: ("\n".join(default_labels(f)), default_templates(f)), folder,
-                  [labels, templates])  # fmt: skip
+    folder.change(
+        lambda f: ("\n".join(default_labels(f)), default_templates(f)), folder, [labels, templates]
+    )
 
 
 def launch(app: ClipApp, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
@@ -232,6 +278,12 @@ def launch(app: ClipApp, host: str = "127.0.0.1", port: int = 7860, block: bool 
     stop it with ``blocks.close()``.
     """
     blocks = build_blocks(app)
-    blocks.launch(server_name=host, server_port=port, share=False, inbrowser=False,
-                  prevent_thread_lock=not block, quiet=not block)  # fmt: skip
+    blocks.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        inbrowser=False,
+        prevent_thread_lock=not block,
+        quiet=not block,
+    )
     return blocks

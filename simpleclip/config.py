@@ -2,9 +2,10 @@
 
 One config describes a whole run: data, the two encoders, the heads, the loss and training.
 Defaults describe the classic one-GPU run (ResNet-50 + DistilBERT on Flickr8k); named configs
-live in ``configs/*.yaml``. Overrides use one syntax everywhere, ``train.lr=3e-4``, type-checked
-against the dataclass fields (no ``exec``). The resolved config is saved with every run and
-every checkpoint, so a model reloads without guessing. Taught in ``notebooks/06_training.ipynb``.
+live in ``simpleclip/configs/*.yaml`` (shipped with the package). Overrides use one syntax
+everywhere, ``train.lr=3e-4``, type-checked against the dataclass fields (no ``exec``). The
+resolved config is saved with every run and every checkpoint, so a model reloads without
+guessing. Taught in ``notebooks/06_training.ipynb``.
 """
 
 from __future__ import annotations
@@ -105,11 +106,11 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the dataclasses."""
 
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped with the package
 
 
 def find_config(name: str | Path) -> Path:
-    """A config file by path, or by name in the repository's ``configs/`` folder."""
+    """A config file by path, or by name among the configs shipped in ``simpleclip/configs/``."""
     for candidate in (Path(name), CONFIG_DIR / name, CONFIG_DIR / f"{name}.yaml"):
         if candidate.is_file():
             return candidate
@@ -147,8 +148,9 @@ def merge(config: Any, updates: dict[str, Any], source: str) -> Any:
     for key, value in updates.items():
         if key not in hints:
             valid = ", ".join(hints)
-            raise ConfigError(f"{source}: unknown key {key!r} in {type(config).__name__}; "
-                              f"valid keys: {valid}")
+            raise ConfigError(
+                f"{source}: unknown key {key!r} in {type(config).__name__}; valid keys: {valid}"
+            )
         current = getattr(config, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):

@@ -1,6 +1,6 @@
 """The demo: a tiny CLIP trained from scratch on the synthetic shapes, on a CPU, in about a minute.
 
-It builds the synthetic set if missing, trains ``configs/synthetic_tiny.yaml``, evaluates the
+It builds the synthetic set if missing, trains the ``synthetic_tiny`` config, evaluates the
 test split, prints the Recall@K table and writes ``runs/demo/``: ``metrics.json``, the training
 curves, the similarity-matrix picture and the trained model (``runs/demo/model``, reloadable
 with ``CLIPModel.load``). All paths are relative to the current directory.
@@ -25,7 +25,7 @@ DEMO_CONFIG = "synthetic_tiny"
 
 
 def demo_config(out_dir: str | Path = "runs/demo", overrides: list[str] | None = None) -> Config:
-    """The demo's config: ``configs/synthetic_tiny.yaml`` writing to ``out_dir``."""
+    """The demo's config: the ``synthetic_tiny`` config writing to ``out_dir``."""
     return load_config(find_config(DEMO_CONFIG), [f"train.out_dir={out_dir}", *(overrides or [])])
 
 
@@ -39,10 +39,12 @@ def run_demo(
     model = CLIPModel.load(result.best_dir)
     root = Path(config.data.root)
     test_set = CaptionDataset(
-        load_split(root, "test"), find_images_dir(root), model.tokenizer,
+        load_split(root, "test"),
+        find_images_dir(root),
+        model.tokenizer,
         build_transforms(model.image_encoder.preprocessing, train=False),
         max_length=config.data.max_length,
-    )  # fmt: skip
+    )
     embeddings = compute_embeddings(model, test_set)
     metrics = retrieval_metrics(embeddings)
     metrics["train_seconds"] = round(result.seconds, 1)
@@ -50,8 +52,10 @@ def run_demo(
     model.save(out_dir / "model")
     _draw(model, test_set, embeddings, result.history, out_dir)
     print(format_recall_table(metrics))
-    print(f"Training took {result.seconds:.0f} s. Wrote {out_dir}/: metrics.json, "
-          "training_curves.png, similarity_matrix.png, model/")
+    print(
+        f"Training took {result.seconds:.0f} s. Wrote {out_dir}/: metrics.json, "
+        "training_curves.png, similarity_matrix.png, model/"
+    )
     return metrics
 
 
@@ -65,7 +69,9 @@ def _draw(model: CLIPModel, test_set: CaptionDataset, embeddings, history, out_d
     pictures = [denormalize(test_set.load_image(i), pre) for i in range(n)]
     similarity = embeddings.text_embeds[captions] @ embeddings.image_embeds[:n].T  # (n, n)
     figure = plot_similarity_matrix(
-        pictures, [test_set.captions[c] for c in captions], similarity,
+        pictures,
+        [test_set.captions[c] for c in captions],
+        similarity,
         logit_scale=float(torch.clamp(model.logit_scale.detach(), max=np.log(100))),
-    )  # fmt: skip
+    )
     save_figure(figure, out_dir / "similarity_matrix.png")

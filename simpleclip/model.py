@@ -18,11 +18,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
-from simpleclip.checkpoint import atomic_directory, readable_directory
 from simpleclip.config import Config, load_config, save_config
 from simpleclip.encoders import ImageEncoder, TextEncoder
 from simpleclip.heads import build_heads
 from simpleclip.loss import contrastive_logits, init_logit_scale
+from simpleclip.train.checkpoint import atomic_directory, readable_directory
 
 WEIGHTS = "model.safetensors"  # every tensor of the model
 CONFIG = "config.yaml"  # the full run config
@@ -144,7 +144,7 @@ def build_model(
 
     Example:
         >>> from simpleclip.config import load_config
-        >>> config = load_config("configs/synthetic_tiny.yaml")  # doctest: +SKIP
+        >>> config = load_config("synthetic_tiny")  # doctest: +SKIP
         >>> model = build_model(config, tokenizer=tokenizer)  # doctest: +SKIP
     """
     image_encoder = ImageEncoder(

@@ -6,7 +6,7 @@ the cosine similarity with each picture ranks them. Files that cannot be decoded
 reported, never fatal. The index is cached with ``torch.save`` under ``default_cache_dir()``,
 never inside the searched folder, keyed by the folder and a fingerprint of the image tower;
 each entry remembers a file's size and modification time, so only new or changed files are
-encoded again. The ``simpleclip search`` command is in ``search_cli``. Taught in
+encoded again. The ``simpleclip search`` command is in ``simpleclip.cli.search``. Taught in
 ``notebooks/07_evaluation.ipynb``; retrieval as in the CLIP paper's Flickr30k and MSCOCO results.
 """
 
@@ -54,9 +54,10 @@ def default_cache_dir() -> Path:
 def list_files(folder: Path) -> list[Path]:
     """Every file under ``folder``, sorted; hidden files and folders (``.name``) are left out."""
     return sorted(
-        path for path in folder.rglob("*")
+        path
+        for path in folder.rglob("*")
         if path.is_file() and not any(p.startswith(".") for p in path.relative_to(folder).parts)
-    )  # fmt: skip
+    )
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -133,8 +134,12 @@ def encode_image_files(
     was_training = model.training
     model.eval()
     transform = build_transforms(model.image_encoder.preprocessing, train=False)
-    loader = DataLoader(_ImageFiles(paths, transform), batch_size=batch_size,
-                        num_workers=num_workers, collate_fn=list)  # fmt: skip
+    loader = DataLoader(
+        _ImageFiles(paths, transform),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=list,
+    )
     chunks, reasons = [], []
     with _autocast(device):
         bar = tqdm(loader, desc="indexing images", disable=not (progress and paths), leave=False)

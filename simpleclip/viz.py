@@ -47,15 +47,18 @@ def plot_similarity_matrix(
         panels.append(("softmax over images (what the loss sees)", probs, "viridis", (0, 1)))
     cell = 0.9 if n <= 10 else 0.55
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(len(panels) * (n * cell + 1.5) + 3, n * cell + 2.5),
+        1,
+        len(panels),
+        figsize=(len(panels) * (n * cell + 1.5) + 3, n * cell + 2.5),
         squeeze=False,
-    )  # fmt: skip
+    )
     for index, (ax, (title, values, cmap, limits)) in enumerate(zip(axes[0], panels, strict=True)):
         _heatmap(ax, values, cmap, limits, show_values=n <= 12)
         ax.set_title(title, pad=n * 6 + 40)
         labels = [textwrap.shorten(c, wrap * 2) for c in captions] if index == 0 else []
-        ax.set_yticks(range(n), ["\n".join(textwrap.wrap(c, wrap)) for c in labels] or [""] * n,
-                      fontsize=8)  # fmt: skip
+        ax.set_yticks(
+            range(n), ["\n".join(textwrap.wrap(c, wrap)) for c in labels] or [""] * n, fontsize=8
+        )
         _thumbnails_on_top(ax, images)
     fig.tight_layout()
     return fig
@@ -71,16 +74,29 @@ def _heatmap(ax: Any, values: np.ndarray, cmap: str, limits: tuple, show_values:
         for (row, col), value in np.ndenumerate(values):
             red, green, blue, _ = shown.cmap(shown.norm(value))
             dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5  # perceived brightness
-            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if dark else "black")  # fmt: skip
+            ax.text(
+                col,
+                row,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if dark else "black",
+            )
 
 
 def _thumbnails_on_top(ax: Any, images: Sequence[np.ndarray]) -> None:
     for col, image in enumerate(images):
         zoom = 36 / max(image.shape[:2])
-        box = AnnotationBbox(OffsetImage(image, zoom=zoom), (col, -0.5), xybox=(0, 22),
-                             xycoords="data", boxcoords="offset points", frameon=False,
-                             annotation_clip=False)  # fmt: skip
+        box = AnnotationBbox(
+            OffsetImage(image, zoom=zoom),
+            (col, -0.5),
+            xybox=(0, 22),
+            xycoords="data",
+            boxcoords="offset points",
+            frameon=False,
+            annotation_clip=False,
+        )
         ax.add_artist(box)
 
 
@@ -95,8 +111,9 @@ def plot_training_curves(history: Sequence[dict]) -> Figure:
     for direction, style in (("t2i", "-"), ("i2t", "--")):
         for k, color in ((1, "tab:red"), (5, "tab:green"), (10, "tab:purple")):
             values = [100 * record["val"][direction][f"R@{k}"] for record in scored]
-            recall_ax.plot([r["epoch"] for r in scored], values, style, color=color,
-                           label=f"{direction} R@{k}")  # fmt: skip
+            recall_ax.plot(
+                [r["epoch"] for r in scored], values, style, color=color, label=f"{direction} R@{k}"
+            )
     recall_ax.set(title="dev recall", xlabel="epoch", ylabel="%", ylim=(0, 101))
     recall_ax.legend(fontsize=7, ncol=2)
     temp_ax.plot(epochs, [record["temperature"] for record in history], "o-", color="tab:orange")
@@ -131,8 +148,13 @@ def plot_text_to_images(
     k = len(images)
     ncols = ncols or math.ceil(math.sqrt(k))
     nrows = math.ceil(k / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * cell, nrows * cell + 0.7),
-                             squeeze=False, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(ncols * cell, nrows * cell + 0.7),
+        squeeze=False,
+        layout="constrained",
+    )
     for i, ax in enumerate(axes.flat):
         if i >= k:
             ax.axis("off")
@@ -236,8 +258,14 @@ def plot_embedding_map(
         thumb = OffsetImage(image, zoom=28 / max(image.shape[:2]))
         ax.add_artist(AnnotationBbox(thumb, xy, frameon=False, zorder=2))
     for xy, text in zip(text_xy, captions if captions is not None else [], strict=False):
-        ax.annotate(textwrap.shorten(text, 30), xy, xytext=(3, 3), textcoords="offset points",
-                    fontsize=6, color="tab:brown")  # fmt: skip
+        ax.annotate(
+            textwrap.shorten(text, 30),
+            xy,
+            xytext=(3, 3),
+            textcoords="offset points",
+            fontsize=6,
+            color="tab:brown",
+        )
     ax.set(xticks=[], yticks=[], title=f"images and captions in one space ({method.upper()})")
     ax.legend(loc="best")
     fig.tight_layout()

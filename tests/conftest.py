@@ -41,11 +41,19 @@ def tiny_config():
     from simpleclip.config import load_config
 
     def make(root: Path, out: Path, *overrides: str):
-        return load_config("synthetic_tiny", [
-            f"data.root={root}", "data.synthetic_images=0", f"train.out_dir={out}",
-            "train.batch_size=32", "train.epochs=2", "train.warmup_steps=2", "head.embed_dim=32",
-            *overrides,
-        ])  # fmt: skip
+        return load_config(
+            "synthetic_tiny",
+            [
+                f"data.root={root}",
+                "data.synthetic_images=0",
+                f"train.out_dir={out}",
+                "train.batch_size=32",
+                "train.epochs=2",
+                "train.warmup_steps=2",
+                "head.embed_dim=32",
+                *overrides,
+            ],
+        )
 
     return make
 

@@ -91,16 +91,20 @@ def test_search_says_how_many_files_it_skipped(app: ClipApp, synthetic_root: Pat
 @pytest.mark.parametrize("query", ["", "   ", None])
 def test_empty_query_asks_for_a_description(app: ClipApp, query) -> None:
     assert app.search(query, app.checkpoints[0], app.folders[0]) == (
-        [], "Type a description first, e.g. *a big red circle on the left*."
-    )  # fmt: skip
+        [],
+        "Type a description first, e.g. *a big red circle on the left*.",
+    )
 
 
 def test_empty_or_missing_folder_gives_a_message(app: ClipApp, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("no pictures here")
-    for folder, says in [("empty", "No readable images"), ("notes", "No readable images"),
-                         ("missing", "No folder of pictures")]:  # fmt: skip
+    for folder, says in [
+        ("empty", "No readable images"),
+        ("notes", "No readable images"),
+        ("missing", "No folder of pictures"),
+    ]:
         gallery, message = app.search("a star", app.checkpoints[0], str(tmp_path / folder))
         assert gallery == [] and message.startswith("**Cannot search") and says in message
     _, message = app.search("a star", app.checkpoints[0], None)
@@ -134,8 +138,9 @@ def test_non_image_upload_gives_a_message(app: ClipApp, tmp_path: Path) -> None:
 
 
 def test_fewer_than_two_labels_gives_a_message(app: ClipApp, tmp_path: Path) -> None:
-    _, top, message = app.classify(_a_picture(tmp_path), " cat \n\n cat", app.checkpoints[0],
-                                   "single")  # fmt: skip
+    _, top, message = app.classify(
+        _a_picture(tmp_path), " cat \n\n cat", app.checkpoints[0], "single"
+    )
     assert top == {} and message == "Write at least two labels, one per line."
 
 
@@ -149,9 +154,11 @@ def test_the_page_builds_offline(app: ClipApp) -> None:
 
 
 def test_cli_help_lists_app_without_importing_gradio() -> None:
-    code = ("import sys; from simpleclip.cli import build_parser; "
-            "build_parser().parse_args(['app', '--port', '1']); "
-            "print('gradio' in sys.modules, 'torch' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys; from simpleclip.cli import build_parser; "
+        "build_parser().parse_args(['app', '--port', '1']); "
+        "print('gradio' in sys.modules, 'torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False False", result.stderr
 

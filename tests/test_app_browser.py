@@ -23,8 +23,13 @@ from simpleclip.config import load_config
 from simpleclip.train import train
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 TIMEOUT_MS = 30_000
 # gradio's own pandas calls warn under pandas 3; nothing to do with this app
@@ -66,11 +71,20 @@ def served(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def _train_tiny(root: Path, runs: Path) -> None:
-    config = load_config("synthetic_tiny", [
-        f"data.root={root}", "data.synthetic_images=0", f"train.out_dir={runs / 'tiny'}",
-        "train.batch_size=32", "train.epochs=3", "train.warmup_steps=2", "data.pairs=all",
-        "head.embed_dim=32", "train.threads=1",
-    ])  # fmt: skip
+    config = load_config(
+        "synthetic_tiny",
+        [
+            f"data.root={root}",
+            "data.synthetic_images=0",
+            f"train.out_dir={runs / 'tiny'}",
+            "train.batch_size=32",
+            "train.epochs=3",
+            "train.warmup_steps=2",
+            "data.pairs=all",
+            "head.embed_dim=32",
+            "train.threads=1",
+        ],
+    )
     threads = torch.get_num_threads()
     try:
         train(config, progress=False)
@@ -82,9 +96,14 @@ def test_search_and_classify_in_a_browser(browser, served: tuple, tmp_path: Path
     url, root = served
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     elsewhere = []  # the app must work offline: no request may leave 127.0.0.1
-    page.on("request", lambda r: elsewhere.append(r.url)
+    page.on(
+        "request",
+        lambda r: (
+            elsewhere.append(r.url)
             if r.url.startswith(("http:", "https:", "ws:")) and "//127.0.0.1:" not in r.url
-            else None)  # fmt: skip
+            else None
+        ),
+    )
     page.goto(url)
 
     page.locator("#search-button").click()  # an empty query

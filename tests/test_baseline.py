@@ -14,12 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simpleclip.baseline import PretrainedCLIPBaseline, load_baseline
 from simpleclip.cli import main
 from simpleclip.clip_arch import BPETokenizer, learn_merges
 from simpleclip.data import CaptionDataset, build_transforms, load_split, read_captions
 from simpleclip.data.dataset import find_images_dir
 from simpleclip.evaluate import compute_embeddings, retrieval_metrics
+from simpleclip.evaluate.baseline import PretrainedCLIPBaseline, load_baseline
 
 CAPTIONS = [
     "a red circle",
@@ -36,11 +36,24 @@ def folder(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
     corpus = read_captions(synthetic_root / "captions.txt")["caption"]
     tok = BPETokenizer(learn_merges(corpus, 80))
-    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                vocab_size=tok.vocab_size, bos_token_id=tok.sot_id, pad_token_id=0,
-                eos_token_id=2)  # the old value of the openai/* hub configs: argmax pooling
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, image_size=32, patch_size=8)  # fmt: skip
+    text = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        vocab_size=tok.vocab_size,
+        bos_token_id=tok.sot_id,
+        pad_token_id=0,
+        eos_token_id=2,
+    )  # the old value of the openai/* hub configs: argmax pooling
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+    )
     torch.manual_seed(0)
     hf = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
     with torch.no_grad():
@@ -106,9 +119,13 @@ def test_embeddings_equal_clip_arch_and_transformers(
 
 
 def test_eval_baseline_prints_table_and_writes_metrics(
-    baseline: PretrainedCLIPBaseline, folder: Path, synthetic_root: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
-) -> None:  # fmt: skip
+    baseline: PretrainedCLIPBaseline,
+    folder: Path,
+    synthetic_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     monkeypatch.chdir(tmp_path)
     argv = ["eval", "--baseline", str(folder), "--data", str(synthetic_root), "--split", "test"]
     assert main(argv) == 0
@@ -118,9 +135,12 @@ def test_eval_baseline_prints_table_and_writes_metrics(
     assert {"t2i", "i2t", "n_images", "n_captions"} <= set(metrics)
 
     dataset = CaptionDataset(
-        load_split(synthetic_root, "test"), find_images_dir(synthetic_root), baseline.tokenizer,
-        build_transforms(baseline.preprocessing, train=False), max_length=baseline.max_length,
-    )  # fmt: skip
+        load_split(synthetic_root, "test"),
+        find_images_dir(synthetic_root),
+        baseline.tokenizer,
+        build_transforms(baseline.preprocessing, train=False),
+        max_length=baseline.max_length,
+    )
     direct = retrieval_metrics(compute_embeddings(baseline, dataset))
     assert {k: metrics[k] for k in direct} == direct
 

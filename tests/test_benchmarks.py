@@ -11,8 +11,13 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.
 
 
 def test_train_throughput_smoke_prints_both_modes_and_the_ratio() -> None:
-    result = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], capture_output=True,
-                            text=True, timeout=600, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     baseline, fast, ratio = lines
     assert (baseline["mode"], fast["mode"]) == ("baseline", "fast")
@@ -25,8 +30,13 @@ def test_train_throughput_smoke_prints_both_modes_and_the_ratio() -> None:
 
 def test_feature_cache_smoke_prints_both_runs_and_the_ratio() -> None:
     script = SCRIPT.with_name("feature_cache.py")
-    result = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True,
-                            text=True, timeout=600, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(script), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     recomputed, cached, ratio = [json.loads(line) for line in result.stdout.splitlines()]
     assert (recomputed["features"], cached["features"]) == ("recomputed", "cached")
     assert recomputed["epochs"] == cached["epochs"] == 2

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from simpleclip.checkpoint import atomic_directory, readable_directory
+from simpleclip.train.checkpoint import atomic_directory, readable_directory
 
 
 def write(target: Path, text: str) -> None:

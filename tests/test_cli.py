@@ -37,8 +37,10 @@ def test_validate_clip_offline_fails_fast_with_a_message(capsys) -> None:
 
 
 def test_help_does_not_import_torch() -> None:
-    code = "import sys; from simpleclip.cli import build_parser; build_parser(); " \
-           "print('torch' in sys.modules)"
+    code = (
+        "import sys; from simpleclip.cli import build_parser; build_parser(); "
+        "print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False"
 
@@ -60,8 +62,11 @@ def test_eval_of_a_checkpoint_prints_and_writes_the_metrics(
     assert "text -> image" in capsys.readouterr().out
     written = json.loads(out.read_text())
     model = CLIPModel.load(tmp_path / "model")
-    dev = CaptionDataset(load_split(synthetic_root, "dev"), synthetic_root / "Images",
-                         model.tokenizer, build_transforms(model.image_encoder.preprocessing,
-                                                           train=False))  # fmt: skip
+    dev = CaptionDataset(
+        load_split(synthetic_root, "dev"),
+        synthetic_root / "Images",
+        model.tokenizer,
+        build_transforms(model.image_encoder.preprocessing, train=False),
+    )
     expected = evaluate(model, dev)
     assert written["t2i"] == expected["t2i"] and written["n_images"] == 12

@@ -10,8 +10,16 @@ from simpleclip.config import CONFIG_DIR, Config, ConfigError, load_config, save
 
 
 def test_overrides_are_parsed_and_type_checked() -> None:
-    config = load_config(None, ["train.epochs=3", "head.lr=1", "data.crop_scale=[0.5, 1]",
-                                "text.pooling=null", "image.trainable=false"])  # fmt: skip
+    config = load_config(
+        None,
+        [
+            "train.epochs=3",
+            "head.lr=1",
+            "data.crop_scale=[0.5, 1]",
+            "text.pooling=null",
+            "image.trainable=false",
+        ],
+    )
     assert config.train.epochs == 3
     assert config.head.lr == 1.0 and isinstance(config.head.lr, float)
     assert config.data.crop_scale == (0.5, 1.0)

@@ -16,8 +16,9 @@ from simpleclip.data.image_cache import BatchAugment, build_image_cache
 from simpleclip.data.transforms import denormalize
 from simpleclip.train import train
 
-TINY = ImagePreprocessing(input_size=64, mean=(0.5,) * 3, std=(0.5,) * 3,
-                          interpolation="bilinear", crop_pct=1.0)  # fmt: skip
+TINY = ImagePreprocessing(
+    input_size=64, mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bilinear", crop_pct=1.0
+)
 
 
 @pytest.fixture
@@ -39,8 +40,9 @@ def test_cache_holds_each_decoded_picture(root: Path) -> None:
 
 
 def test_cache_resizes_like_the_eval_transform(root: Path) -> None:
-    pre = ImagePreprocessing(input_size=40, mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=0.875,
-                             interpolation="bilinear")  # fmt: skip
+    pre = ImagePreprocessing(
+        input_size=40, mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=0.875, interpolation="bilinear"
+    )
     cache = build_image_cache(root / "Images", names(root), pre, root / ".cache")
     picture = np.asarray(load_rgb(root / "Images" / names(root)[0]))
     reference = denormalize(build_transforms(pre, train=False)(image=picture)["image"], pre)
@@ -103,10 +105,20 @@ def test_cached_batches_equal_the_decoded_ones(root: Path, tiny_tokenizer) -> No
 
 
 def test_training_from_the_cache_learns(synthetic_root: Path, tmp_path: Path) -> None:
-    config = load_config("synthetic_tiny", [
-        f"data.root={synthetic_root}", "data.synthetic_images=0", f"train.out_dir={tmp_path}",
-        "train.batch_size=32", "train.epochs=3", "head.embed_dim=32", "data.pairs=all",
-        "data.image_cache=true", "data.crop_scale=[0.8, 1]", "data.color_jitter=0.2",
-    ])  # fmt: skip
+    config = load_config(
+        "synthetic_tiny",
+        [
+            f"data.root={synthetic_root}",
+            "data.synthetic_images=0",
+            f"train.out_dir={tmp_path}",
+            "train.batch_size=32",
+            "train.epochs=3",
+            "head.embed_dim=32",
+            "data.pairs=all",
+            "data.image_cache=true",
+            "data.crop_scale=[0.8, 1]",
+            "data.color_jitter=0.2",
+        ],
+    )
     losses = [record["train_loss"] for record in train(config, progress=False).history]
     assert losses[-1] < 0.8 * losses[0]

@@ -17,8 +17,17 @@ def test_demo_writes_metrics_pictures_and_a_reloadable_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.chdir(tmp_path)  # all paths are relative to the current directory
-    code = main(["demo", "--set", "data.synthetic_images=300", "--set", "train.epochs=2",
-                 "--set", "train.batch_size=64"])  # fmt: skip
+    code = main(
+        [
+            "demo",
+            "--set",
+            "data.synthetic_images=300",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "train.batch_size=64",
+        ]
+    )
     assert code == 0
     assert (tmp_path / "data" / "synthetic" / "captions.txt").is_file()
     run = tmp_path / "runs" / "demo"

@@ -23,13 +23,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import simpleclip.train as train_module
-from simpleclip import distributed
+import simpleclip.train.loop as train_module
 from simpleclip.data import read_captions
 from simpleclip.loss import clip_loss
 from simpleclip.model import CLIPModel, build_model
-from simpleclip.train import train
-from simpleclip.train_step import (
+from simpleclip.train import distributed, train
+from simpleclip.train.step import (
     Towers,
     check_train_options,
     full_backward,
@@ -51,8 +50,13 @@ def _free_port() -> int:
 
 def _join_and_run(rank: int, port: int, fn, args: tuple) -> None:
     """Entry point of each spawned rank: the environment torchrun would set, then ``fn``."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))  # fmt: skip
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     try:
@@ -68,20 +72,29 @@ def _loss_fn(model: CLIPModel, kind: str):
         ids = {"image_ids": batch["image_ids"], "text_ids": batch["text_ids"]}
         if kind == "single":
             return clip_loss(image_embeds, text_embeds, model.logit_scale, **ids)
-        return distributed.gathered_clip_loss(image_embeds, text_embeds, model.logit_scale,
-                                              local=kind == "local", **ids)  # fmt: skip
+        return distributed.gathered_clip_loss(
+            image_embeds, text_embeds, model.logit_scale, local=kind == "local", **ids
+        )
 
     return loss
 
 
-def _gradients(model: CLIPModel, batch: dict, kind: str, micro: int, towers=None,
-               scaler=NO_SCALER, autocast=nullcontext) -> tuple:  # fmt: skip
+def _gradients(
+    model: CLIPModel,
+    batch: dict,
+    kind: str,
+    micro: int,
+    towers=None,
+    scaler=NO_SCALER,
+    autocast=nullcontext,
+) -> tuple:
     """One backward as the trainer does it; returns (loss, {name: grad})."""
     towers = towers or Towers(model)
     model.zero_grad(set_to_none=True)
     if micro:
-        loss = grad_cache_backward(towers, batch, _loss_fn(model, kind), model.logit_scale,
-                                   scaler, autocast, micro)  # fmt: skip
+        loss = grad_cache_backward(
+            towers, batch, _loss_fn(model, kind), model.logit_scale, scaler, autocast, micro
+        )
     else:
         loss = full_backward(towers, batch, _loss_fn(model, kind), scaler, autocast)
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -121,8 +134,12 @@ def _rank_training(rank: int, config_a, config_b) -> dict:
     finally:
         train_module._Loop.run_epoch = original
     resumed = train(config_b, resume=True, progress=False)
-    return {"straight": straight.model.state_dict(), "straight_history": straight.history,
-            "resumed": resumed.model.state_dict(), "resumed_history": resumed.history}  # fmt: skip
+    return {
+        "straight": straight.model.state_dict(),
+        "straight_history": straight.history,
+        "resumed": resumed.model.state_dict(),
+        "resumed_history": resumed.history,
+    }
 
 
 def _two_ranks(rank: int, model_dir: Path, batch: dict, config_a, config_b, out: Path) -> None:
@@ -144,8 +161,12 @@ def _test_batch(root: Path, model: CLIPModel) -> dict[str, torch.Tensor]:
     captions[B + 5] = captions[3]
     image_ids, text_ids = torch.arange(WORLD * B), torch.arange(WORLD * B) + 100
     image_ids[B], text_ids[B + 5] = 0, text_ids[3]
-    return {"images": images, **model.tokenize(captions), "image_ids": image_ids,
-            "text_ids": text_ids}  # fmt: skip
+    return {
+        "images": images,
+        **model.tokenize(captions),
+        "image_ids": image_ids,
+        "text_ids": text_ids,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +188,13 @@ def two_ranks(tmp_path_factory, tiny_config, synthetic_root, vit) -> dict:
     """Run every 2-rank scenario in one spawn of 2 gloo processes; rank 0's and 1's results."""
     tmp = tmp_path_factory.mktemp("ddp")
     data = shutil.copytree(synthetic_root, tmp / "data", ignore=shutil.ignore_patterns(".cache"))
-    settings = ("train.device=cpu", "train.threads=1", "train.batch_size=16",
-                "train.micro_batch_size=8", "train.distributed_loss=local")  # fmt: skip
+    settings = (
+        "train.device=cpu",
+        "train.threads=1",
+        "train.batch_size=16",
+        "train.micro_batch_size=8",
+        "train.distributed_loss=local",
+    )
     config_a = tiny_config(data, tmp / "a", *settings)
     config_b = tiny_config(data, tmp / "b", *settings)
     args = (_two_ranks, (vit["model_dir"], vit["batch"], config_a, config_b, tmp))
@@ -232,14 +258,18 @@ def test_micro_batches_work_with_autocast_and_a_loss_scaler(vit) -> None:
     """bf16 autocast, and loss scaling: step 2's gradients are scaled like the loss."""
     model, batch = _load(vit), vit["batch"]
     _, reference = _gradients(model, batch, "single", 0)  # fp32, unscaled
-    mixed = {"scaler": torch.amp.GradScaler("cpu", init_scale=1024.0),
-             "autocast": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}  # fmt: skip
+    mixed = {
+        "scaler": torch.amp.GradScaler("cpu", init_scale=1024.0),
+        "autocast": lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+    }
     _, full = _gradients(model, batch, "single", 0, **mixed)
     _, cached = _gradients(model, batch, "single", 4, **mixed)
 
     def relative(a: dict, b: dict) -> float:  # over all parameters: some gradients are ~0
-        return (torch.cat([(a[n] - b[n]).flatten() for n in b]).norm() /
-                torch.cat([g.flatten() for g in b.values()]).norm()).item()  # fmt: skip
+        return (
+            torch.cat([(a[n] - b[n]).flatten() for n in b]).norm()
+            / torch.cat([g.flatten() for g in b.values()]).norm()
+        ).item()
 
     worst = relative({n: g / 1024 for n, g in cached.items()}, reference)
     versus_full = relative(cached, full)
@@ -249,10 +279,12 @@ def test_micro_batches_work_with_autocast_and_a_loss_scaler(vit) -> None:
 
 @pytest.mark.parametrize(
     ("setting", "message"),
-    [("train.micro_batch_size=5", "does not divide train.batch_size=32"),
-     ("train.micro_batch_size=64", "does not divide"),
-     ("train.distributed_loss=global", "must be 'gather' or 'local'")],
-)  # fmt: skip
+    [
+        ("train.micro_batch_size=5", "does not divide train.batch_size=32"),
+        ("train.micro_batch_size=64", "does not divide"),
+        ("train.distributed_loss=global", "must be 'gather' or 'local'"),
+    ],
+)
 def test_bad_options_are_refused_with_a_clear_message(tiny_config, setting, message) -> None:
     config = tiny_config(Path("unused"), Path("unused"), setting)
     with pytest.raises(ValueError, match=message):
@@ -263,8 +295,7 @@ def test_bad_options_are_refused_with_a_clear_message(tiny_config, setting, mess
 
 def test_two_rank_training_writes_rank_0_files_once_and_ranks_agree(two_ranks) -> None:
     run = two_ranks["tmp"] / "a"
-    assert sorted(p.name for p in run.iterdir()) == ["best", "config.yaml", "last",
-                                                     "metrics.jsonl"]  # fmt: skip
+    assert sorted(p.name for p in run.iterdir()) == ["best", "config.yaml", "last", "metrics.jsonl"]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert [r["step"] for r in records] == [3, 6]  # 96 pairs / (2 ranks × 16) per epoch
@@ -295,11 +326,26 @@ def test_torchrun_cli_trains_and_resumes(tmp_path: Path) -> None:
     """The real launcher: ``torchrun --nproc_per_node=2 -m simpleclip train``, then --resume."""
     torchrun = Path(sys.executable).with_name("torchrun")
     data, out = tmp_path / "data", tmp_path / "run"
-    settings = [f"data.root={data}", "data.synthetic_images=80", f"train.out_dir={out}",
-                "train.device=cpu", "train.threads=1", "train.batch_size=16",
-                "train.warmup_steps=1", "head.embed_dim=32"]  # fmt: skip
-    command = [str(torchrun), "--standalone", f"--nproc_per_node={WORLD}", "-m", "simpleclip",
-               "train", "--config", "synthetic_tiny"]  # fmt: skip
+    settings = [
+        f"data.root={data}",
+        "data.synthetic_images=80",
+        f"train.out_dir={out}",
+        "train.device=cpu",
+        "train.threads=1",
+        "train.batch_size=16",
+        "train.warmup_steps=1",
+        "head.embed_dim=32",
+    ]
+    command = [
+        str(torchrun),
+        "--standalone",
+        f"--nproc_per_node={WORLD}",
+        "-m",
+        "simpleclip",
+        "train",
+        "--config",
+        "synthetic_tiny",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for epochs, resume in ((1, []), (2, ["--resume"])):
         args = [*command, *resume, *(f"--set={s}" for s in [*settings, f"train.epochs={epochs}"])]

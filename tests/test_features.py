@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import simpleclip.features as features_module
+import simpleclip.train.features as features_module
 from simpleclip.data import CaptionDataset, load_split
-from simpleclip.features import (
+from simpleclip.model import build_model
+from simpleclip.train import train
+from simpleclip.train.features import (
     cached_features,
     compute_features,
     compute_tower_features,
     feature_key,
 )
-from simpleclip.model import build_model
-from simpleclip.train import train
 
 FROZEN = ("image.trainable=false", "text.trainable=false")
 
@@ -29,8 +29,9 @@ def test_cached_features_train_the_same_model_as_recomputing_them(
     cache_on = "train.cache_features=true"
     cached_config = tiny_config(synthetic_root, tmp_path / "b", *FROZEN, cache_on)
     cached = train(cached_config, progress=False)
-    for (name, a), (_, b) in zip(recomputed.model.state_dict().items(),
-                                 cached.model.state_dict().items(), strict=True):  # fmt: skip
+    for (name, a), (_, b) in zip(
+        recomputed.model.state_dict().items(), cached.model.state_dict().items(), strict=True
+    ):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=name)
     assert cached.history[-1]["val"]["t2i"]["R@5"] == pytest.approx(
         recomputed.history[-1]["val"]["t2i"]["R@5"], abs=0.05
@@ -41,8 +42,11 @@ def test_cache_features_refuses_trainable_encoders(
     tiny_config, synthetic_root: Path, tmp_path: Path
 ):
     cached = (*FROZEN, "train.cache_features=true")
-    for trainable_part in ("image.trainable=true", "image.pooling=attention",
-                           "text.unfreeze_last=1"):  # fmt: skip
+    for trainable_part in (
+        "image.trainable=true",
+        "image.pooling=attention",
+        "text.unfreeze_last=1",
+    ):
         config = tiny_config(synthetic_root, tmp_path / "c", *cached, trainable_part)
         with pytest.raises(ValueError, match="needs frozen encoders"):
             train(config, progress=False)

@@ -26,8 +26,19 @@ def test_one_epoch_on_real_photos_beats_chance_by_far(shared_flickr: Path, tmp_p
         pytest.skip("needs " + "; ".join(missing))
     out = tmp_path / "rows.json"
     script = str(BENCHMARKS / "flickr8k_slice.py")
-    command = [sys.executable, script, "--data", str(shared_flickr), "--text", "minilm",
-               "--smoke", "--out", str(out), "--figures", str(tmp_path)]  # fmt: skip
+    command = [
+        sys.executable,
+        script,
+        "--data",
+        str(shared_flickr),
+        "--text",
+        "minilm",
+        "--smoke",
+        "--out",
+        str(out),
+        "--figures",
+        str(tmp_path),
+    ]
     env = {**os.environ, "SIMPLECLIP_CACHE": str(tmp_path / "cache")}  # a fresh feature cache
     subprocess.run(command, check=True, timeout=900, env=env)
     rows = json.loads(out.read_text())["rows"]

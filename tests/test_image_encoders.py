@@ -82,15 +82,26 @@ def clip_attention_pool_reference(pool: AttentionPool2d, x: torch.Tensor) -> tor
     x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)
     x = x + pool.positional_embedding[:, None, :].to(x.dtype)
     out, _ = F.multi_head_attention_forward(
-        query=x[:1], key=x, value=x, embed_dim_to_check=x.shape[-1],
-        num_heads=pool.num_heads, q_proj_weight=pool.q_proj.weight,
-        k_proj_weight=pool.k_proj.weight, v_proj_weight=pool.v_proj.weight,
+        query=x[:1],
+        key=x,
+        value=x,
+        embed_dim_to_check=x.shape[-1],
+        num_heads=pool.num_heads,
+        q_proj_weight=pool.q_proj.weight,
+        k_proj_weight=pool.k_proj.weight,
+        v_proj_weight=pool.v_proj.weight,
         in_proj_weight=None,
         in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
-        bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
-        out_proj_weight=pool.c_proj.weight, out_proj_bias=pool.c_proj.bias,
-        use_separate_proj_weight=True, training=False, need_weights=False,
-    )  # fmt: skip
+        bias_k=None,
+        bias_v=None,
+        add_zero_attn=False,
+        dropout_p=0.0,
+        out_proj_weight=pool.c_proj.weight,
+        out_proj_bias=pool.c_proj.bias,
+        use_separate_proj_weight=True,
+        training=False,
+        need_weights=False,
+    )
     return out.squeeze(0)
 
 

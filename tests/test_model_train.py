@@ -11,10 +11,10 @@ import torch
 from simpleclip.data import load_split
 from simpleclip.evaluate import evaluate
 from simpleclip.model import CLIPModel, build_model
-from simpleclip.optim import make_optimizer
 from simpleclip.train import TrainingDiverged, train
-from simpleclip.train_data import build_datasets
-from simpleclip.train_step import Towers
+from simpleclip.train.data import build_datasets
+from simpleclip.train.optim import make_optimizer
+from simpleclip.train.step import Towers
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_training_lowers_the_loss_and_beats_chance(
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
     tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import simpleclip.train as train_module
+    import simpleclip.train.loop as train_module
 
     straight = train(tiny_config(synthetic_root, tmp_path / "a"), progress=False)
     original = train_module._Loop.run_epoch
@@ -124,7 +124,7 @@ def test_resume_refuses_a_different_model(
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
     tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import simpleclip.train as train_module
+    import simpleclip.train.loop as train_module
 
     train(tiny_config(synthetic_root, tmp_path / "n", "train.epochs=1"), progress=False)
     good = CLIPModel.load(tmp_path / "n" / "last").state_dict()
@@ -137,8 +137,13 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
 
 
 def test_frozen_encoders_only_train_heads_and_temperature(tiny_config, synthetic_root, tmp_path):
-    config = tiny_config(synthetic_root, tmp_path / "f", "train.epochs=1",
-                         "image.trainable=false", "text.trainable=false")  # fmt: skip
+    config = tiny_config(
+        synthetic_root,
+        tmp_path / "f",
+        "train.epochs=1",
+        "image.trainable=false",
+        "text.trainable=false",
+    )
     torch.manual_seed(0)
     before = build_model(config, tokenizer=_tokenizer(synthetic_root))
     result = train(config, progress=False)
@@ -160,8 +165,13 @@ def _tokenizer(root: Path):
 def test_train_on_train_plus_dev_without_validation(
     tiny_config, synthetic_root: Path, tmp_path: Path
 ):
-    config = tiny_config(synthetic_root, tmp_path / "run", "train.epochs=2",
-                         "data.train_split=train+dev", "data.val_split=none")  # fmt: skip
+    config = tiny_config(
+        synthetic_root,
+        tmp_path / "run",
+        "train.epochs=2",
+        "data.train_split=train+dev",
+        "data.val_split=none",
+    )
     result = train(config, progress=False)
     train_set, dev_set = build_datasets(config, result.model, synthetic_root)
     assert dev_set is None
@@ -178,13 +188,14 @@ def test_train_on_train_plus_dev_without_validation(
 def test_compiled_towers_train_like_eager_ones(
     tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    eager = train(tiny_config(synthetic_root, tmp_path / "eager", "train.epochs=1"),
-                  progress=False)  # fmt: skip
-    config = tiny_config(synthetic_root, tmp_path / "compiled", "train.epochs=1",
-                         "train.compile=true")  # fmt: skip
+    eager = train(tiny_config(synthetic_root, tmp_path / "eager", "train.epochs=1"), progress=False)
+    config = tiny_config(
+        synthetic_root, tmp_path / "compiled", "train.epochs=1", "train.compile=true"
+    )
     compile_, compiled_modules = torch.compile, []
-    monkeypatch.setattr(torch, "compile",
-                        lambda module, **kw: compiled_modules.append(module) or compile_(module))
+    monkeypatch.setattr(
+        torch, "compile", lambda module, **kw: compiled_modules.append(module) or compile_(module)
+    )
     compiled = train(config, progress=False)
     assert [type(m).__name__ for m in compiled_modules] == ["Towers"]
     # Compiled dropout draws other masks, so the losses agree closely, not bit for bit.

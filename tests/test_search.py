@@ -71,8 +71,9 @@ def count_encodes(model: CLIPModel, monkeypatch: pytest.MonkeyPatch) -> list[int
 
 
 def test_broken_files_are_skipped_and_reported(model: CLIPModel, photos: Path, tmp_path: Path):
-    index = ImageIndex.build(model, photos, batch_size=5, cache_dir=tmp_path / "cache",
-                             progress=False)  # fmt: skip
+    index = ImageIndex.build(
+        model, photos, batch_size=5, cache_dir=tmp_path / "cache", progress=False
+    )
     assert len(index) == N_GOOD and index.image_embeds.shape == (N_GOOD, 32)
     assert photos / "holiday" / "beach.JPG" in index.paths and photos / "shape.png" in index.paths
     reasons = {s.path.name: s.reason for s in index.skipped}

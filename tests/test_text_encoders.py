@@ -63,9 +63,12 @@ def test_tokenize_truncates_at_max_length(tiny_tokenizer) -> None:
 
 def _padded(tokenizer, text: str, length: int) -> dict[str, torch.Tensor]:
     return tokenizer(
-        text, padding="max_length", max_length=length, return_token_type_ids=False,
+        text,
+        padding="max_length",
+        max_length=length,
+        return_token_type_ids=False,
         return_tensors="pt",
-    )  # fmt: skip
+    )
 
 
 def test_masked_mean_pooling_ignores_padding(tiny_encoder, tiny_tokenizer) -> None:

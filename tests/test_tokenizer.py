@@ -20,8 +20,17 @@ def test_known_words_stay_whole_unknown_words_are_spelled_out() -> None:
     tokenizer = train_wordpiece_tokenizer(CAPTIONS, vocab_size=300)
     ids = tokenizer("A red zebra!")["input_ids"]
     assert tokenizer.convert_ids_to_tokens(ids) == [
-        "[CLS]", "a", "red", "z", "##e", "##b", "##r", "##a", "!", "[SEP]",
-    ]  # fmt: skip
+        "[CLS]",
+        "a",
+        "red",
+        "z",
+        "##e",
+        "##b",
+        "##r",
+        "##a",
+        "!",
+        "[SEP]",
+    ]
     assert tokenizer.decode(ids, skip_special_tokens=True) == "a red zebra!"
     assert tokenizer.pad_token_id == 0 and tokenizer.unk_token_id not in ids
 

@@ -65,8 +65,10 @@ def test_training_curves(tmp_path: Path) -> None:
     ]
     fig = plot_training_curves(history)
     assert [ax.get_title() for ax in fig.axes] == [
-        "training loss", "dev recall", "learned temperature"
-    ]  # fmt: skip
+        "training loss",
+        "dev recall",
+        "learned temperature",
+    ]
     assert len(fig.axes[0].lines[0].get_xdata()) == 6  # every step of every epoch
     check_png(fig, tmp_path / "curves.png", (15, 3.8))
 

@@ -21,7 +21,7 @@ from simpleclip.zeroshot import (
     ensemble_embeddings,
     fill_template,
 )
-from simpleclip.zeroshot_synthetic import (
+from simpleclip.zeroshot.synthetic import (
     HELD_OUT_NAME,
     PAIRS,
     format_table,
@@ -66,8 +66,12 @@ def test_fill_template_uses_the_right_article() -> None:
 def test_classifier_averages_the_model_embeddings_of_its_templates(tiny_model: CLIPModel) -> None:
     classes, templates = ["red circle", "orange star"], ["a {}", "a big {} on the left"]
     classifier = build_classifier(tiny_model, classes, templates)
-    texts = ["a red circle", "a big red circle on the left", "an orange star",
-             "a big orange star on the left"]  # fmt: skip
+    texts = [
+        "a red circle",
+        "a big red circle on the left",
+        "an orange star",
+        "a big orange star on the left",
+    ]
     batch = tiny_model.tokenize(texts)
     with torch.no_grad():
         embeds = tiny_model.encode_text(**batch).view(2, 2, -1)
@@ -103,8 +107,9 @@ def test_files_pictures_arrays_and_tensors_give_the_same_answer(
 ) -> None:
     path = sorted((synthetic_root / "Images").iterdir())[0]
     picture = Image.open(path).convert("RGB")
-    embeds = [encode_pictures(tiny_model, [x]) for x in (path, str(path), picture,
-                                                         np.asarray(picture))]  # fmt: skip
+    embeds = [
+        encode_pictures(tiny_model, [x]) for x in (path, str(path), picture, np.asarray(picture))
+    ]
     for other in embeds[1:]:
         torch.testing.assert_close(other, embeds[0])
     many = encode_pictures(tiny_model, [path] * 5, batch_size=2)  # batches of 2, 2, 1

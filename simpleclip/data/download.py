@@ -87,9 +87,10 @@ def _fetch(url: str, dest: Path, root: Path, timeout: float) -> None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             expected = int(response.headers.get("Content-Length") or 0) or None
-            with part.open("wb") as f, tqdm(
-                total=expected, unit="B", unit_scale=True, desc=dest.name
-            ) as bar:
+            with (
+                part.open("wb") as f,
+                tqdm(total=expected, unit="B", unit_scale=True, desc=dest.name) as bar,
+            ):
                 while chunk := response.read(1 << 20):
                     f.write(chunk)
                     bar.update(len(chunk))

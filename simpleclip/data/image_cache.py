@@ -25,14 +25,20 @@ from tqdm.auto import tqdm
 from simpleclip.data.images import load_rgb
 from simpleclip.data.transforms import ImagePreprocessing
 
-_PIL_RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR,
-                 "bicubic": Image.BICUBIC, "area": Image.BOX}  # fmt: skip
+_PIL_RESAMPLE = {
+    "nearest": Image.NEAREST,
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "area": Image.BOX,
+}
 
 
 def build_image_cache(
-    images_dir: str | Path, image_names: Sequence[str], pre: ImagePreprocessing,
+    images_dir: str | Path,
+    image_names: Sequence[str],
+    pre: ImagePreprocessing,
     cache_dir: str | Path,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """Decode and resize every image once; return a read-only (N, S, S, 3) uint8 memmap.
 
     The file name holds a digest of the image files (names, sizes, modification times) and of

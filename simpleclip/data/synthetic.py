@@ -187,18 +187,23 @@ def _place(
     radius = rng.uniform(low, high) * size
     offset = 0.27 if n_shapes == 2 else 0.25
     anchors = {
-        "left": (offset, 0.5), "right": (1 - offset, 0.5),
-        "top": (0.5, offset), "bottom": (0.5, 1 - offset), "center": (0.5, 0.5),
-    }  # fmt: skip
+        "left": (offset, 0.5),
+        "right": (1 - offset, 0.5),
+        "top": (0.5, offset),
+        "bottom": (0.5, 1 - offset),
+        "center": (0.5, 0.5),
+    }
     ax, ay = anchors[shape.position]
     free = 0.15 if n_shapes == 2 else 0.05  # jitter along the axis the words don't pin down
     jx = free if shape.position in ("top", "bottom") else 0.04
     jy = free if shape.position in ("left", "right") else 0.04
     x = (ax + rng.uniform(-jx, jx)) * size
     y = (ay + rng.uniform(-jy, jy)) * size
-    return float(np.clip(x, radius + 1, size - radius - 1)), float(
-        np.clip(y, radius + 1, size - radius - 1)
-    ), radius
+    return (
+        float(np.clip(x, radius + 1, size - radius - 1)),
+        float(np.clip(y, radius + 1, size - radius - 1)),
+        radius,
+    )
 
 
 def _draw_shape(

@@ -258,8 +258,10 @@ class ImageEncoder(nn.Module):
             self.pool = AttentionPool2d(channels, grid, heads, pool_dim)
         self.out_dim: int = self.pool.out_dim if self.pool else self.backbone.num_features
         if unfreeze_last and trainable:
-            raise ValueError("unfreeze_last applies to a frozen encoder (trainable=False); a "
-                             "trainable one already trains every block.")  # fmt: skip
+            raise ValueError(
+                "unfreeze_last applies to a frozen encoder (trainable=False); a "
+                "trainable one already trains every block."
+            )
         if not trainable:
             self.backbone.requires_grad_(False)
             self.backbone.eval()

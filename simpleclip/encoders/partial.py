@@ -54,8 +54,10 @@ def unfreeze_last_layers(model: nn.Module, count: int) -> list[str]:
 
 def _unfreeze(model: nn.Module, groups: list[list[str]], count: int, what: str) -> list[str]:
     if not 0 < count <= len(groups):
-        raise ValueError(f"unfreeze_last={count}, but the model has {len(groups)} {what}: "
-                         f"choose 1 to {len(groups)} (0 keeps it frozen).")  # fmt: skip
+        raise ValueError(
+            f"unfreeze_last={count}, but the model has {len(groups)} {what}: "
+            f"choose 1 to {len(groups)} (0 keeps it frozen)."
+        )
     names = {name for group in groups[-count:] for name in group}
     for name, param in model.named_parameters():
         if name in names:

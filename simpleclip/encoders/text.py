@@ -192,8 +192,10 @@ class TextEncoder(nn.Module):
         self.out_dim: int = self.model.config.hidden_size
         self.trainable = trainable
         if unfreeze_last and trainable:
-            raise ValueError("unfreeze_last applies to a frozen encoder (trainable=False); a "
-                             "trainable one already trains every layer.")  # fmt: skip
+            raise ValueError(
+                "unfreeze_last applies to a frozen encoder (trainable=False); a "
+                "trainable one already trains every layer."
+            )
         if not trainable:
             self.model.requires_grad_(False)
             self.model.eval()

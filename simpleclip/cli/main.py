@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--config",
         default="synthetic_tiny",
-        help="a YAML file, or a name in configs/ (default: synthetic_tiny)",
+        help="a YAML file, or a name in simpleclip/configs/ (default: synthetic_tiny)",
     )
     train.add_argument(
         "--set",
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(run=run_eval)
 
-    from simpleclip import search_cli
+    from simpleclip.cli import search as search_cli
 
     search = commands.add_parser("search", help="find pictures in a folder with a sentence")
     search_cli.add_arguments(search)
@@ -200,11 +200,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from simpleclip.data import CaptionDataset, build_transforms, load_split
     from simpleclip.data.dataset import find_images_dir
-    from simpleclip.device import select_device
     from simpleclip.evaluate import evaluate, format_recall_table
+    from simpleclip.train.device import select_device
 
     if args.baseline:
-        from simpleclip.baseline import load_baseline
+        from simpleclip.evaluate.baseline import load_baseline
 
         model = load_baseline(args.baseline)
         preprocessing, max_length = model.preprocessing, model.max_length
@@ -217,9 +217,11 @@ def run_eval(args: argparse.Namespace) -> int:
         out = args.out or args.checkpoint / f"metrics_{args.split}.json"
     dataset = CaptionDataset(
         load_split(args.data, None if args.split == "all" else args.split),
-        find_images_dir(args.data), model.tokenizer,
-        build_transforms(preprocessing, train=False), max_length=max_length,
-    )  # fmt: skip
+        find_images_dir(args.data),
+        model.tokenizer,
+        build_transforms(preprocessing, train=False),
+        max_length=max_length,
+    )
     model.to(select_device("auto"))  # encoding a split is the slow part: use the GPU if any
     start = time.perf_counter()
     metrics = evaluate(model, dataset)

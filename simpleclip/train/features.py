@@ -78,8 +78,11 @@ def feature_key(model: CLIPModel, dataset: CaptionDataset, tower: str) -> str:
     digest = hashlib.sha256()
     config = model.config
     if tower == "image":
-        settings = [config.image.name, config.image.pooling,
-                    asdict(model.image_encoder.preprocessing)]  # fmt: skip
+        settings = [
+            config.image.name,
+            config.image.pooling,
+            asdict(model.image_encoder.preprocessing),
+        ]
     else:
         settings = [config.text.name, config.text.pooling, config.data.max_length]
     digest.update(json.dumps([tower, settings], sort_keys=True).encode())

@@ -19,9 +19,9 @@ from simpleclip.data.cache_dir import data_cache_dir
 from simpleclip.data.dataset import find_images_dir
 from simpleclip.data.image_cache import build_image_cache
 from simpleclip.evaluate import evaluate, retrieval_metrics
-from simpleclip.features import FeatureDataset, cached_features, embed_features
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.tokenizer import train_wordpiece_tokenizer
+from simpleclip.train.features import FeatureDataset, cached_features, embed_features
 
 NO_VALIDATION = "none"  # data.val_split value: no per-epoch evaluation
 
@@ -48,16 +48,21 @@ def build_datasets(
     common = {"tokenizer": model.tokenizer, "max_length": config.data.max_length}
     images = find_images_dir(root)
     train_set = CaptionDataset(
-        load_split(root, config.data.train_split), images, transform=train_tf,
+        load_split(root, config.data.train_split),
+        images,
+        transform=train_tf,
         pairs=config.data.pairs,
-        seed=config.train.seed, **common,
-    )  # fmt: skip
+        seed=config.train.seed,
+        **common,
+    )
     if config.data.val_split == NO_VALIDATION:
         return train_set, None
     dev_set = CaptionDataset(
-        load_split(root, config.data.val_split), images, transform=build_transforms(pre, False),
+        load_split(root, config.data.val_split),
+        images,
+        transform=build_transforms(pre, False),
         **common,
-    )  # fmt: skip
+    )
     return train_set, dev_set
 
 
@@ -80,8 +85,7 @@ def training_data(
     if not config.train.cache_features:
         if config.data.image_cache:
             pre = model.image_encoder.preprocessing
-            image_cache = build_image_cache(train_set.images_dir, train_set.image_names, pre,
-                                            cache)  # fmt: skip
+            image_cache = build_image_cache(train_set.images_dir, train_set.image_names, pre, cache)
             train_set.use_image_cache(image_cache.filename)
         return train_set, lambda: evaluate(model, dev_set) if dev_set else None
     encoders = (model.image_encoder, model.text_encoder)

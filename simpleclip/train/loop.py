@@ -6,11 +6,11 @@ evaluated on the dev split (Recall@K; ``data.val_split``), one line is appended 
 ``metrics.jsonl``, and two checkpoints are written atomically: ``last/`` (with the optimizer,
 scheduler, scaler and RNG state, for ``resume``) and ``best/`` (highest dev recall sum; the
 last epoch when ``val_split`` is ``"none"``). A NaN or infinite loss stops the run with a clear
-message and leaves the last good checkpoint in place. The data side lives in ``train_data``.
+message and leaves the last good checkpoint in place. The data side lives in ``train.data``.
 Under ``torchrun --nproc_per_node=N`` each rank takes ``train.batch_size`` pairs per step, so
-the contrastive batch is N × batch_size (``simpleclip.distributed``); only rank 0 evaluates and
+the contrastive batch is N × batch_size (``train.distributed``); only rank 0 evaluates and
 writes files, logs and progress bars, and the logged loss is the mean over ranks.
-``train.micro_batch_size`` splits the gradient computation (GradCache, ``train_step``).
+``train.micro_batch_size`` splits the gradient computation (GradCache, ``train.step``).
 Taught in ``notebooks/06_training.ipynb``; CLIP paper, Section 2.5.
 """
 
@@ -28,16 +28,16 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from simpleclip import distributed
-from simpleclip.checkpoint import atomic_directory, readable_directory
 from simpleclip.config import Config, save_config
 from simpleclip.data.image_cache import BatchAugment
-from simpleclip.device import Precision, select_device, select_precision
 from simpleclip.loss import clip_loss
 from simpleclip.model import CLIPModel
-from simpleclip.optim import make_optimizer, make_scheduler
-from simpleclip.train_data import new_model, prepare_data, training_data
-from simpleclip.train_step import Towers, check_train_options, full_backward, grad_cache_backward
+from simpleclip.train import distributed
+from simpleclip.train.checkpoint import atomic_directory, readable_directory
+from simpleclip.train.data import new_model, prepare_data, training_data
+from simpleclip.train.device import Precision, select_device, select_precision
+from simpleclip.train.optim import make_optimizer, make_scheduler
+from simpleclip.train.step import Towers, check_train_options, full_backward, grad_cache_backward
 
 TRAINER_STATE = "trainer_state.pt"
 MODEL_SECTIONS = ("image", "text", "head")  # must match the checkpoint to resume
@@ -134,17 +134,30 @@ def _end_epoch(loop: _Loop, record: dict, state: dict, out_dir: Path) -> None:
 class _Loop:
     """One epoch of optimisation steps, with a live progress bar."""
 
-    def __init__(self, model, towers, optimizer, scheduler, scaler, precision: Precision, device,
-                 config: Config, progress: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model,
+        towers,
+        optimizer,
+        scheduler,
+        scaler,
+        precision: Precision,
+        device,
+        config: Config,
+        progress: bool,
+    ) -> None:
         self.model, self.towers, self.optimizer = model, towers, optimizer
         self.scheduler, self.scaler, self.precision = scheduler, scaler, precision
         self.device = device
         self.config, self.progress = config, progress
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         data = config.data  # pictures from the image cache are finished here, batch by batch
-        self.augment = BatchAugment(model.image_encoder.preprocessing, train=True,
-                                    crop_scale=data.crop_scale,
-                                    color_jitter=data.color_jitter)  # fmt: skip
+        self.augment = BatchAugment(
+            model.image_encoder.preprocessing,
+            train=True,
+            crop_scale=data.crop_scale,
+            color_jitter=data.color_jitter,
+        )
 
     def run_epoch(self, dataset, epoch: int, state: dict, last: Path) -> dict:
         train = self.config.train
@@ -152,11 +165,16 @@ class _Loop:
         sampler = distributed.shard_sampler(dataset, train.seed, epoch)  # None in one process
         per_rank = len(sampler) if sampler is not None else len(dataset)
         loader = DataLoader(
-            dataset, batch_size=train.batch_size, shuffle=sampler is None, sampler=sampler,
-            drop_last=per_rank > train.batch_size, num_workers=self.config.data.num_workers,
-            collate_fn=dataset.collate, pin_memory=self.device.type == "cuda",
+            dataset,
+            batch_size=train.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            drop_last=per_rank > train.batch_size,
+            num_workers=self.config.data.num_workers,
+            collate_fn=dataset.collate,
+            pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(train.seed * 100_003 + epoch),
-        )  # fmt: skip
+        )
         self.model.train()
         losses, pairs, start = [], 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{train.epochs}", disable=not self.progress)
@@ -194,8 +212,9 @@ class _Loop:
         autocast = partial(self.precision.autocast, self.device)  # a fresh context per use
         micro = self.config.train.micro_batch_size
         if micro > 0:
-            loss = grad_cache_backward(self.towers, batch, self.loss, self.model.logit_scale,
-                                       self.scaler, autocast, micro)  # fmt: skip
+            loss = grad_cache_backward(
+                self.towers, batch, self.loss, self.model.logit_scale, self.scaler, autocast, micro
+            )
         else:
             loss = full_backward(self.towers, batch, self.loss, self.scaler, autocast)
         if not math.isfinite(loss):
@@ -215,8 +234,9 @@ class _Loop:
         if distributed.world_size() == 1:
             return clip_loss(image_embeds, text_embeds, self.model.logit_scale, **ids)
         local = self.config.train.distributed_loss == "local"
-        return distributed.gathered_clip_loss(image_embeds, text_embeds, self.model.logit_scale,
-                                              local=local, **ids)  # fmt: skip
+        return distributed.gathered_clip_loss(
+            image_embeds, text_embeds, self.model.logit_scale, local=local, **ids
+        )
 
 
 def _save_last(loop: _Loop, last: Path, state: dict, rng_states: torch.Tensor) -> None:

@@ -22,7 +22,7 @@ import torch
 
 from simpleclip.data import find_images_dir
 from simpleclip.data.synthetic import COLORS, HELD_OUT, POSITIONS, SHAPES, SIZES, Shape, draw_scene
-from simpleclip.zeroshot import TEMPLATE_SETS, Picture, build_classifier, encode_pictures
+from simpleclip.zeroshot.classifier import TEMPLATE_SETS, Picture, build_classifier, encode_pictures
 
 PAIRS = [f"{color} {kind}" for color in COLORS for kind in SHAPES]  # the 30 colour-shape names
 HELD_OUT_NAME = " ".join(HELD_OUT)  # "purple triangle"

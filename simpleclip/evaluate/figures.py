@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from simpleclip.data import CaptionDataset, denormalize
-from simpleclip.evaluate import Embeddings, retrieval_ranks
+from simpleclip.evaluate.retrieval import Embeddings, retrieval_ranks
 from simpleclip.loss import MAX_LOGIT_SCALE
 from simpleclip.model import CLIPModel
 from simpleclip.viz import (
@@ -45,9 +45,11 @@ def draw_similarity_matrix(
     captions = first_captions(dataset)[:n]
     similarity = embeddings.text_embeds[captions] @ embeddings.image_embeds[:n].T  # (n, n)
     figure = plot_similarity_matrix(
-        [picture(dataset, model, i) for i in range(n)], [dataset.captions[c] for c in captions],
-        similarity, logit_scale=float(model.logit_scale.detach().clamp(max=MAX_LOGIT_SCALE)),
-    )  # fmt: skip
+        [picture(dataset, model, i) for i in range(n)],
+        [dataset.captions[c] for c in captions],
+        similarity,
+        logit_scale=float(model.logit_scale.detach().clamp(max=MAX_LOGIT_SCALE)),
+    )
     return save_figure(figure, path)
 
 
@@ -70,10 +72,14 @@ def draw_text_query(
         best[-1] = own
     ranks = [order.index(i) + 1 for i in best]
     figure = plot_text_to_images(
-        dataset.captions[caption], [picture(dataset, model, i) for i in best],
-        scores[best].tolist(), labels=[dataset.image_names[i] for i in best],
-        correct=[i == own for i in best], ncols=4, ranks=ranks,
-    )  # fmt: skip
+        dataset.captions[caption],
+        [picture(dataset, model, i) for i in best],
+        scores[best].tolist(),
+        labels=[dataset.image_names[i] for i in best],
+        correct=[i == own for i in best],
+        ncols=4,
+        ranks=ranks,
+    )
     if title:  # a line above the query
         figure.suptitle(f"{title}\n{figure.get_suptitle()}", fontsize=11)
     return save_figure(figure, path)
@@ -92,9 +98,11 @@ def draw_image_query(
     best = scores.topk(min(top_k, len(scores))).indices.tolist()
     owners = embeddings.caption_image
     figure = plot_image_to_texts(
-        picture(dataset, model, image), [dataset.captions[c] for c in best],
-        scores[best].tolist(), correct=[int(owners[c]) == image for c in best],
-    )  # fmt: skip
+        picture(dataset, model, image),
+        [dataset.captions[c] for c in best],
+        scores[best].tolist(),
+        correct=[int(owners[c]) == image for c in best],
+    )
     return save_figure(figure, path)
 
 

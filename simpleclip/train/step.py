@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from simpleclip.config import TrainConfig
-from simpleclip.distributed import mean_over_ranks
+from simpleclip.train.distributed import mean_over_ranks
 
 # (image_embeds, text_embeds, batch) -> 0-d loss; the batch supplies the ids.
 LossFn = Callable[[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
@@ -54,8 +54,10 @@ class Towers(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Shapes: a batch of B pairs -> image_embeds (B, E), text_embeds (B, E)."""
         if "image_features" in batch:  # cached features: only the heads run
-            return (self.model.project_image(batch["image_features"]),
-                    self.model.project_text(batch["text_features"]))  # fmt: skip
+            return (
+                self.model.project_image(batch["image_features"]),
+                self.model.project_text(batch["text_features"]),
+            )
         image_embeds = self.model.encode_image(batch["images"])
         text_embeds = self.model.encode_text(batch["input_ids"], batch["attention_mask"])
         return image_embeds, text_embeds

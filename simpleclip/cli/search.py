@@ -23,14 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``search`` command's options to ``parser``."""
     parser.add_argument("query", help='what to look for, e.g. "a dog running on the beach"')
     parser.add_argument("--checkpoint", type=Path, required=True, help="a saved model folder")
-    parser.add_argument("--images", type=Path, required=True,
-                        help="a folder of pictures (sub-folders included)")  # fmt: skip
+    parser.add_argument(
+        "--images", type=Path, required=True, help="a folder of pictures (sub-folders included)"
+    )
     parser.add_argument("--top-k", type=int, default=9, help="how many pictures to show")
     parser.add_argument("--grid", type=Path, default=None, help="also save them as a PNG grid")
     parser.add_argument("--batch-size", type=int, default=64, help="pictures per forward pass")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="where indexes are cached (default: $SIMPLECLIP_CACHE or "
-                             "~/.cache/simpleclip/search)")  # fmt: skip
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where indexes are cached (default: $SIMPLECLIP_CACHE or ~/.cache/simpleclip/search)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="encode everything again")
 
 
@@ -42,8 +46,13 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}.")
     model = CLIPModel.load(args.checkpoint)
-    index = ImageIndex.build(model, args.images, batch_size=args.batch_size,
-                             cache=not args.no_cache, cache_dir=args.cache_dir)  # fmt: skip
+    index = ImageIndex.build(
+        model,
+        args.images,
+        batch_size=args.batch_size,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+    )
     hits = index.search(args.query, top_k=args.top_k)
     print(f"Best matches for {args.query!r}:")
     for rank, hit in enumerate(hits, 1):

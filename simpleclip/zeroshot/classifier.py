@@ -4,7 +4,7 @@ Each class name is written into prompt templates ("a photo of a {}."), the text 
 every sentence, and a picture gets the class whose embedding is closest, with probabilities from
 the same softmax at the learned temperature as in training. Prompt ensembling averages the unit
 embeddings of several templates per class and normalises the mean again. The measurements on
-the synthetic shapes set (including the held-out purple triangle) are in ``zeroshot_synthetic``.
+the synthetic shapes set (including the held-out purple triangle) are in ``zeroshot.synthetic``.
 Taught in ``notebooks/08_zero_shot_and_search.ipynb``; CLIP paper, Sections 3.1.2–3.1.4.
 """
 

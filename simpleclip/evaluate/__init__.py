@@ -1,0 +1,29 @@
+"""Step 7 of the course: how good is a trained CLIP? Taught in ``notebooks/07_evaluation.ipynb``.
+
+- ``retrieval``: Recall@K in both directions, the standard Flickr8k measure;
+- ``figures``: the evaluation pictures of a model on a test split (similarity matrix, retrieval
+  grids, worst failures);
+- ``baseline``: OpenAI's pretrained CLIP, zero-shot on the same split, for comparison.
+"""
+
+from simpleclip.evaluate.retrieval import (
+    KS,
+    Embeddings,
+    compute_embeddings,
+    evaluate,
+    format_recall_table,
+    recall_from_ranks,
+    retrieval_metrics,
+    retrieval_ranks,
+)
+
+__all__ = [
+    "KS",
+    "Embeddings",
+    "compute_embeddings",
+    "evaluate",
+    "format_recall_table",
+    "recall_from_ranks",
+    "retrieval_metrics",
+    "retrieval_ranks",
+]
