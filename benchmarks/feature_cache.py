@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from simpleclip.cache import data_cache_dir
 from simpleclip.config import load_config
-from simpleclip.data.cache_dir import data_cache_dir
 from simpleclip.train import train
 
 

@@ -23,15 +23,13 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from simpleclip.cache import data_cache_dir
 from simpleclip.config import Config, load_config
-from simpleclip.data import CaptionDataset, build_transforms, find_images_dir, load_split
-from simpleclip.data.cache_dir import data_cache_dir
-from simpleclip.evaluate import compute_embeddings, retrieval_metrics
+from simpleclip.evaluate import compute_embeddings, eval_split, retrieval_metrics
 from simpleclip.evaluate.figures import draw_evaluation_figures
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.train import train
@@ -92,20 +90,9 @@ def row_config(text_key: str, overrides: list[str], data: Path, out: Path, args)
     )
 
 
-def test_split(config: Config, model: CLIPModel) -> CaptionDataset:
-    root = Path(config.data.root)
-    return CaptionDataset(
-        load_split(root, "test"),
-        find_images_dir(root),
-        model.tokenizer,
-        build_transforms(model.image_encoder.preprocessing, train=False),
-        max_length=config.data.max_length,
-    )
-
-
 def test_embeddings(config: Config, model: CLIPModel):
     """Test-split embeddings; frozen encoders read their cached features."""
-    dataset = test_split(config, model)
+    dataset = eval_split(model, config.data.root, "test")
     if config.train.cache_features:
         cache = data_cache_dir(config.data.root)
         return embed_features(model, cached_features(model, dataset, cache), dataset.caption_image)
@@ -120,7 +107,7 @@ def encode_features(config: Config) -> float:
     root, cache = Path(config.data.root), data_cache_dir(config.data.root)
     train_set, _ = build_datasets(config, model, root)  # as train() reads it: the same cache
     cached_features(model, train_set, cache)
-    cached_features(model, test_split(config, model), cache)
+    cached_features(model, eval_split(model, root, "test"), cache)
     return time.perf_counter() - start
 
 
@@ -204,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 def draw_figures(model_dir: Path, data: Path, out: Path) -> None:
     """Notebook 07's real pictures: similarity matrix, retrieval grids, failure cases."""
     model = CLIPModel.load(model_dir)
-    config = replace(model.config, data=replace(model.config.data, root=str(data)))
-    dataset = test_split(config, model)
+    dataset = eval_split(model, data, "test")
     for path in draw_evaluation_figures(model, dataset, compute_embeddings(model, dataset), out):
         print(f"wrote {path}")
 

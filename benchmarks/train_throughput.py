@@ -36,18 +36,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from simpleclip.cache import data_cache_dir
 from simpleclip.config import Config, load_config
 from simpleclip.data import CaptionDataset, build_transforms, load_rgb, load_split
-from simpleclip.data.cache_dir import data_cache_dir
 from simpleclip.data.dataset import find_images_dir
 from simpleclip.data.image_cache import build_image_cache
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.tokenizer import train_wordpiece_tokenizer
 from simpleclip.train.data import prepare_data
 from simpleclip.train.device import Precision, select_device, select_precision
-from simpleclip.train.loop import _Loop
 from simpleclip.train.optim import make_optimizer, make_scheduler
 from simpleclip.train.step import Towers
+from simpleclip.train.trainer import Trainer
 
 OFFLINE_ARCHITECTURES = {  # hub text models rebuilt from their default config, no download
     "distilbert-base-uncased": "DistilBertConfig",
@@ -117,7 +117,7 @@ class Setup:
         towers = Towers(model)
         if mode == "fast" and config.train.compile:
             towers = torch.compile(towers)
-        self.loop = _Loop(
+        self.loop = Trainer(
             model,
             towers,
             optimizer,

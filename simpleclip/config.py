@@ -33,6 +33,7 @@ class DataConfig:
     image_cache: bool = True  # decode + resize each picture once (uint8 memmap in root/.cache)
     train_split: str = "train"  # split(s) to train on; "train+dev" when no dev set is needed
     val_split: str = "dev"  # split scored after each epoch (picks best/); "none" skips it
+    skip_bad_images: bool = False  # skip missing/empty/truncated pictures (named once), not fail
 
 
 @dataclass

@@ -99,12 +99,3 @@ def build_heads(
         build_head(kind, image_dim, embed_dim, dropout),
         build_head(kind, text_dim, embed_dim, dropout),
     )
-
-
-def shared_dim(kind: str, image_dim: int, text_dim: int, embed_dim: int = 256) -> int:
-    """Width of the shared space the heads of ``build_heads`` produce."""
-    if kind == "none":
-        if image_dim != text_dim:
-            raise ValueError(f"projection 'none' needs equal widths, got {image_dim}, {text_dim}")
-        return image_dim
-    return embed_dim

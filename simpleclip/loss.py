@@ -3,20 +3,28 @@
 Step 5 of the pipeline, taught in ``notebooks/05_contrastive_loss.ipynb``. The B×B matrix of
 image-text similarities is read as B classification problems in each direction (which caption
 belongs to this image? which image to this caption?), and the two cross-entropies are averaged.
+Under torchrun the same ``clip_loss`` contrasts every rank's pairs with all N·B pairs of the
+step: the all-gather that carries gradients back to their owners sits here, next to the loss.
 
 References: Radford et al. 2021 (arXiv:2103.00020), Fig. 3 pseudo-code and Sec. 2.5 (temperature
-initialised to 0.07, logits never scaled by more than 100); open_clip ``loss.py`` (``ClipLoss``).
-``soft_target_loss`` reproduces a popular tutorial loss (moein-shariatnia/OpenAI-CLIP, keras.io
-"Natural language image search with a Dual Encoder") so its weakness can be studied, not used.
+initialised to 0.07, logits never scaled by more than 100); open_clip ``loss.py`` (``ClipLoss``,
+``gather_features``, ``local_loss``). ``soft_target_loss`` reproduces a popular tutorial loss
+(moein-shariatnia/OpenAI-CLIP, keras.io "Natural language image search with a Dual Encoder") so
+its weakness can be studied, not used. Tested in ``tests/test_loss.py`` and, on 2 processes,
+``tests/test_distributed.py``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from simpleclip.train.distributed import rank, world_size
 
 # logit_scale = log(1 / temperature), so exp(logit_scale) = 1 / temperature multiplies the cosine
 # similarities. Learning the log keeps the scale positive and makes its steps multiplicative.
@@ -65,7 +73,10 @@ def contrastive_logits(
 
 
 def multi_positive_targets(
-    image_ids: torch.Tensor | None = None, text_ids: torch.Tensor | None = None
+    image_ids: torch.Tensor | None = None,
+    text_ids: torch.Tensor | None = None,
+    *,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Target distributions that share each row's probability among all its true matches.
 
@@ -76,19 +87,23 @@ def multi_positive_targets(
     Args:
         image_ids: one id per pair naming its image, or None.
         text_ids: one id per pair naming its caption text, or None (not both).
+        rows: which rows to return (all by default); ``clip_loss(local=True)`` needs only
+            this process's rows of the gathered batch.
 
     Returns:
-        Row-stochastic targets: row i is uniform over the positives of pair i.
+        Row-stochastic targets: row i is uniform over the positives of pair ``rows[i]``.
 
     Shapes:
-        image_ids (B,), text_ids (B,) -> (B, B).
+        image_ids (N,), text_ids (N,), rows (R,) -> (R, N); (N, N) without ``rows``.
     """
     given = [ids for ids in (image_ids, text_ids) if ids is not None]
     if not given:
         raise ValueError("pass image_ids, text_ids or both")
-    positives = torch.eye(len(given[0]), dtype=torch.bool, device=given[0].device)
+    columns = torch.arange(len(given[0]), device=given[0].device)
+    rows = columns if rows is None else rows
+    positives = rows[:, None] == columns[None, :]  # (R, 1) == (1, N) -> (R, N), the diagonal
     for ids in given:
-        positives |= ids[:, None] == ids[None, :]  # (B, 1) == (1, B) -> (B, B)
+        positives |= ids[rows, None] == ids[None, :]
     positives = positives.float()
     return positives / positives.sum(dim=1, keepdim=True)
 
@@ -100,6 +115,8 @@ def clip_loss(
     *,
     image_ids: torch.Tensor | None = None,
     text_ids: torch.Tensor | None = None,
+    gather: bool = False,
+    local: bool = False,
 ) -> torch.Tensor:
     """Symmetric cross-entropy over the batch similarity matrix (CLIP paper, Fig. 3).
 
@@ -109,12 +126,23 @@ def clip_loss(
     pushing them apart. This matters when the copies' embeddings differ (two augmentations,
     dropout); for bit-identical copies, and for all-distinct ids, it equals the plain loss.
 
+    The same function serves one process and N (torchrun). With ``gather``, each rank passes
+    its own B pairs; the embeddings of all ranks are all-gathered (``all_gather_with_grad``),
+    and the ids too, so a picture on rank 0 and its duplicate on rank 1 are positives. Every
+    rank then computes the loss of all N·B pairs, the same value everywhere. ``local``
+    (open_clip's ``local_loss``) computes only this rank's B rows, in both directions, against
+    all N·B columns: N times less loss compute and memory; the ranks' losses differ, but their
+    mean is the full loss, and DDP's gradient average gives the full loss's gradient. In one
+    process (no ``torch.distributed`` group) both flags change nothing.
+
     Args:
         image_embeds: L2-normalised image embeddings.
         text_embeds: L2-normalised text embeddings; row i is the caption of image i.
         logit_scale: log(1 / temperature), a 0-d tensor; the scale is capped at 100.
         image_ids: optional id of each pair's image.
         text_ids: optional id of each pair's caption text.
+        gather: contrast with every rank's pairs; a collective, so every rank must call it.
+        local: with ``gather``, compute only this rank's rows of the gathered loss.
 
     Returns:
         The mean of the image->text and text->image cross-entropies, a 0-d tensor.
@@ -130,18 +158,74 @@ def clip_loss(
         >>> round(clip_loss(image_embeds, image_embeds.roll(1, 0), logit_scale).item(), 2)  # wrong
         14.29
     """
-    logits_per_image, logits_per_text = contrastive_logits(image_embeds, text_embeds, logit_scale)
+    if local and not gather:
+        raise ValueError("local=True computes this rank's rows of the gathered loss: add gather")
+    all_images, all_texts = image_embeds, text_embeds  # (N·B, E) each once gathered
+    if gather:
+        all_images = all_gather_with_grad(image_embeds)  # (B, E) on N ranks -> (N·B, E)
+        all_texts = all_gather_with_grad(text_embeds)
+        image_ids, text_ids = (None if x is None else _all_gather(x) for x in (image_ids, text_ids))
+    if local:  # this rank's rows: (B, E) @ (E, N·B) -> (B, N·B), in each direction
+        offset = rank() * len(image_embeds)  # where this rank's pairs sit in the gathered batch
+        logits_per_image = contrastive_logits(image_embeds, all_texts, logit_scale)[0]
+        logits_per_text = contrastive_logits(text_embeds, all_images, logit_scale)[0]
+    else:  # every row: two (N·B, N·B) matrices, one the transpose of the other
+        offset = 0
+        logits_per_image, logits_per_text = contrastive_logits(all_images, all_texts, logit_scale)
+    rows = torch.arange(offset, offset + len(logits_per_image), device=logits_per_image.device)
     if image_ids is None and text_ids is None:
-        batch_size = logits_per_image.shape[0]
-        targets = torch.arange(batch_size, device=logits_per_image.device)  # pair i matches i
+        targets = rows  # class indices: pair i matches column i, its own caption (image)
     else:
-        targets = multi_positive_targets(image_ids, text_ids)  # symmetric (B, B)
+        targets = multi_positive_targets(image_ids, text_ids, rows=rows)  # like the logits
         # At least float32: a bf16 1/3 is not 1/3 (autocast computes this loss in float32).
         targets = targets.to(torch.promote_types(logits_per_image.dtype, torch.float32))
     # F.cross_entropy takes class indices or, for soft targets, one distribution per row.
     return (
         F.cross_entropy(logits_per_image, targets) + F.cross_entropy(logits_per_text, targets)
     ) / 2
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """``all_gather`` whose backward sends every rank's gradient of a slice to its owner."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        return _all_gather(tensor)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # the sum over ranks of dL_r / d(gathered batch)
+        return grad.chunk(world_size())[rank()]  # this rank's slice of that sum
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``tensor`` concatenated in rank order; gradients flow back to their owners.
+
+    The backward sums the gradient of each slice over all ranks into its owner. With ``gather``
+    every rank computes the same loss L, so rank r's embeddings receive N·dL/de_r, and DDP's
+    average (÷N) leaves exactly the single-process gradient (with ``local``, the ranks' losses
+    sum to N·L: the same). A tempting shortcut, gathering without gradients and putting the
+    local tensor back in its slot, gives only dL/de_r: after the average, 1/N of the right
+    encoder gradient, while ``logit_scale``'s stays whole. (``torch.distributed.nn.functional
+    .all_gather`` does the same as ours, but is deprecated in torch 2.14, the version pinned
+    here; ours fits in a few lines.) Every rank must pass the same shape.
+
+    Shapes:
+        (B, E) on each of N ranks -> (N·B, E).
+    """
+    if world_size() == 1:
+        return tensor
+    return _AllGatherWithGrad.apply(tensor)
+
+
+def _all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Like ``all_gather_with_grad``, without gradients (ids). Shapes: (B,) -> (N·B,)."""
+    if world_size() == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
 
 
 def soft_target_loss(

@@ -19,9 +19,10 @@ from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
 from simpleclip.config import Config, load_config, save_config
+from simpleclip.data.transforms import ImagePreprocessing
 from simpleclip.encoders import ImageEncoder, TextEncoder
 from simpleclip.heads import build_heads
-from simpleclip.loss import contrastive_logits, init_logit_scale
+from simpleclip.loss import MAX_LOGIT_SCALE, contrastive_logits, init_logit_scale
 from simpleclip.train.checkpoint import atomic_directory, readable_directory
 
 WEIGHTS = "model.safetensors"  # every tensor of the model
@@ -60,6 +61,25 @@ class CLIPModel(nn.Module):
     @property
     def tokenizer(self) -> Any:
         return self.text_encoder.tokenizer
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """1 / temperature as the loss uses it: ``exp(logit_scale)``, capped at 100. A 0-d tensor.
+
+        Anything that turns cosine similarities into probabilities (zero-shot classification,
+        the softmax panel of the similarity matrix) multiplies by this, never by its own copy.
+        """
+        return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+
+    @property
+    def preprocessing(self) -> ImagePreprocessing:
+        """The image tower's preprocessing: evaluation builds its transform from it."""
+        return self.image_encoder.preprocessing
+
+    @property
+    def max_length(self) -> int:
+        """Captions are cut to this many tokens (``data.max_length``), as ``tokenize`` does."""
+        return self.text_encoder.max_length
 
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Shapes: (B, 3, S, S) -> (B, E), unit length when ``normalize``."""
@@ -147,26 +167,8 @@ def build_model(
         >>> config = load_config("synthetic_tiny")  # doctest: +SKIP
         >>> model = build_model(config, tokenizer=tokenizer)  # doctest: +SKIP
     """
-    image_encoder = ImageEncoder(
-        config.image.name,
-        pretrained=config.image.pretrained if pretrained is None else pretrained,
-        trainable=config.image.trainable,
-        pooling=config.image.pooling,
-        weights=config.image.weights,
-        unfreeze_last=config.image.unfreeze_last,
-        mean=config.image.mean,
-        std=config.image.std,
-    )
-    text_encoder = TextEncoder(
-        config.text.name,
-        pretrained=config.text.pretrained if pretrained is None else pretrained,
-        trainable=config.text.trainable,
-        pooling=config.text.pooling,
-        tokenizer=tokenizer,
-        max_length=config.data.max_length,
-        hf_config=hf_config,
-        unfreeze_last=config.text.unfreeze_last,
-    )
+    image_encoder = build_image_encoder(config, pretrained)
+    text_encoder = build_text_encoder(config, tokenizer, hf_config, pretrained)
     image_head, text_head = build_heads(
         config.head.kind,
         image_encoder.out_dim,
@@ -177,3 +179,45 @@ def build_model(
     logit_scale = init_logit_scale(config.loss.init_temperature)
     logit_scale.requires_grad_(config.loss.learn_temperature)
     return CLIPModel(image_encoder, text_encoder, image_head, text_head, logit_scale, config)
+
+
+def build_image_encoder(config: Config, pretrained: bool | None = None) -> ImageEncoder:
+    """The image tower a config describes (``image`` section); notebooks 02 and 04 use it alone.
+
+    Args:
+        config: the run config.
+        pretrained: override ``image.pretrained`` (``CLIPModel.load`` passes False).
+    """
+    return ImageEncoder(
+        config.image.name,
+        pretrained=config.image.pretrained if pretrained is None else pretrained,
+        trainable=config.image.trainable,
+        pooling=config.image.pooling,
+        weights=config.image.weights,
+        unfreeze_last=config.image.unfreeze_last,
+        mean=config.image.mean,
+        std=config.image.std,
+    )
+
+
+def build_text_encoder(
+    config: Config, tokenizer: Any = None, hf_config: Any = None, pretrained: bool | None = None
+) -> TextEncoder:
+    """The text tower a config describes (``text`` section); notebooks 03 and 04 use it alone.
+
+    Args:
+        config: the run config.
+        tokenizer: required for the ``tiny`` text encoder; otherwise loaded by name.
+        hf_config: the text model's architecture, to rebuild offline.
+        pretrained: override ``text.pretrained``.
+    """
+    return TextEncoder(
+        config.text.name,
+        pretrained=config.text.pretrained if pretrained is None else pretrained,
+        trainable=config.text.trainable,
+        pooling=config.text.pooling,
+        tokenizer=tokenizer,
+        max_length=config.data.max_length,
+        hf_config=hf_config,
+        unfreeze_last=config.text.unfreeze_last,
+    )

@@ -3,18 +3,18 @@
 Every picture in the folder (and its sub-folders; hidden ones are left out) is encoded once with
 the image tower and the model's own eval preprocessing. A query is encoded with the text tower;
 the cosine similarity with each picture ranks them. Files that cannot be decoded are skipped and
-reported, never fatal. The index is cached with ``torch.save`` under ``default_cache_dir()``,
-never inside the searched folder, keyed by the folder and a fingerprint of the image tower;
-each entry remembers a file's size and modification time, so only new or changed files are
-encoded again. The ``simpleclip search`` command is in ``simpleclip.cli.search``. Taught in
-``notebooks/07_evaluation.ipynb``; retrieval as in the CLIP paper's Flickr30k and MSCOCO results.
+reported, never fatal. The index is cached with ``torch.save`` under ``default_cache_dir()``
+(the ``search/`` folder of ``simpleclip.cache.user_cache_dir``), never inside the searched
+folder, keyed by the folder and a fingerprint of the image tower; each entry remembers a
+file's ``simpleclip.cache.file_stamp``, so only new or changed files are encoded again.
+Encoding goes through ``simpleclip.inference``. The ``simpleclip search`` command is in
+``simpleclip.cli.search``. Taught in ``notebooks/07_evaluation.ipynb``; retrieval as in the
+CLIP paper's Flickr30k and MSCOCO results.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from contextlib import nullcontext
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,19 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from simpleclip.cache import (
+    digest,
+    file_stamp,
+    read_cache_file,
+    user_cache_dir,
+    weights_fingerprint,
+    write_atomic,
+)
 from simpleclip.data import ImageLoadError, build_transforms, load_rgb
+from simpleclip.inference import embed_images, embed_texts
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
-CACHE_VERSION = 1  # bump when the cache layout changes: older files are then ignored
+CACHE_VERSION = 2  # bump when the cache layout or fingerprint changes: older files are ignored
 
 
 @dataclass(frozen=True)
@@ -44,11 +53,8 @@ class SkippedFile:
 
 
 def default_cache_dir() -> Path:
-    """``$SIMPLECLIP_CACHE``, else ``$XDG_CACHE_HOME/simpleclip/search``, else ``~/.cache/...``."""
-    if os.environ.get("SIMPLECLIP_CACHE"):
-        return Path(os.environ["SIMPLECLIP_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "simpleclip" / "search"
+    """Where indexes live: ``user_cache_dir("search")``, e.g. ``~/.cache/simpleclip/search``."""
+    return user_cache_dir("search")
 
 
 def list_files(folder: Path) -> list[Path]:
@@ -65,34 +71,8 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
     The text side is left out on purpose: the index stores image embeddings only.
     """
-    digest = hashlib.sha256(repr(model.image_encoder.preprocessing).encode())
-    for part in (model.image_encoder, model.image_head):
-        for name, tensor in part.state_dict().items():
-            flat = tensor.detach().cpu().contiguous().reshape(-1)
-            digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
-            digest.update(flat.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _autocast(device: torch.device) -> Any:
-    if device.type == "cuda":  # as in evaluate.compute_embeddings
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-@torch.no_grad()
-def encode_texts(model: torch.nn.Module, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-    """Captions -> unit embeddings, in eval mode. Shapes: N texts -> (N, E) float32 on the CPU."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    chunks = []
-    with _autocast(device):
-        for start in range(0, len(texts), batch_size):
-            batch = model.tokenize(texts[start : start + batch_size])
-            chunks.append(model.encode_text(**{k: v.to(device) for k, v in batch.items()}))
-    model.train(was_training)
-    return torch.cat(chunks).float().cpu()
+    tower = weights_fingerprint(model.image_encoder, model.image_head)
+    return digest(repr(model.image_encoder.preprocessing), tower)
 
 
 class _ImageFiles(Dataset):
@@ -114,7 +94,6 @@ class _ImageFiles(Dataset):
         return self.transform(image=pixels)["image"], ""
 
 
-@torch.no_grad()
 def encode_image_files(
     model: torch.nn.Module,
     paths: list[Path | Image.Image],
@@ -130,9 +109,6 @@ def encode_image_files(
 
     Shapes: N paths -> (N_ok, E) float32 on the CPU, N_ok = number of empty reasons.
     """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     transform = build_transforms(model.image_encoder.preprocessing, train=False)
     loader = DataLoader(
         _ImageFiles(paths, transform),
@@ -140,16 +116,17 @@ def encode_image_files(
         num_workers=num_workers,
         collate_fn=list,
     )
-    chunks, reasons = [], []
-    with _autocast(device):
+    reasons: list[str] = []
+
+    def decoded() -> Iterator[torch.Tensor]:  # the pictures that decode; the reasons on the side
         bar = tqdm(loader, desc="indexing images", disable=not (progress and paths), leave=False)
         for batch in bar:
-            reasons += [reason for _, reason in batch]
+            reasons.extend(reason for _, reason in batch)
             good = [pixels for pixels, _ in batch if pixels is not None]
             if good:
-                chunks.append(model.encode_image(torch.stack(good).to(device)).float().cpu())
-    model.train(was_training)
-    return (torch.cat(chunks) if chunks else torch.zeros(0, 0)), reasons
+                yield torch.stack(good)
+
+    return embed_images(model, decoded()), reasons
 
 
 class ImageIndex:
@@ -219,7 +196,7 @@ class ImageIndex:
         fingerprint = model_fingerprint(model)
         cache_file = cache_path(root, fingerprint, cache_dir) if cache else None
         known = _read_cache(cache_file, fingerprint) if cache_file else {}
-        stamps = {p: _stamp(p) for p in pictures}
+        stamps = {p: file_stamp(p) for p in pictures}
         todo = [p for p in pictures if p not in known or known[p][0] != stamps[p]]
         embeds, reasons = encode_image_files(model, todo, batch_size, num_workers, progress)
         fresh = iter(embeds)
@@ -254,7 +231,7 @@ class ImageIndex:
 
     def search(self, query: str, top_k: int = 9) -> list[SearchHit]:
         """The ``top_k`` pictures that best match a sentence, best first."""
-        return self.rank(encode_texts(self.model, [query])[0], top_k)
+        return self.rank(embed_texts(self.model, [query])[0], top_k)
 
     def search_image(self, image: str | Path | Image.Image, top_k: int = 9) -> list[SearchHit]:
         """The ``top_k`` pictures most like ``image`` (itself first, if it is in the folder)."""
@@ -288,14 +265,8 @@ class ImageIndex:
 
 def cache_path(root: Path, fingerprint: str, cache_dir: str | Path | None = None) -> Path:
     """One cache file per (folder, image tower) pair."""
-    folder = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    folder = digest(str(root))[:16]
     return Path(cache_dir or default_cache_dir()).expanduser() / f"{folder}-{fingerprint[:16]}.pt"
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    """(size in bytes, modification time in ns): a changed file changes its stamp."""
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
 
 
 Entry = tuple[tuple[int, int], torch.Tensor | None, str]  # stamp, embedding, skip reason
@@ -303,10 +274,8 @@ Entry = tuple[tuple[int, int], torch.Tensor | None, str]  # stamp, embedding, sk
 
 def _read_cache(cache_file: Path, fingerprint: str) -> dict[Path, Entry]:
     """The cached entries, or ``{}`` if there is no usable cache (a damaged one is ignored)."""
-    if not cache_file.is_file():
-        return {}
+    saved = read_cache_file(cache_file)
     try:
-        saved = torch.load(cache_file, weights_only=True)
         if saved["version"] != CACHE_VERSION or saved["fingerprint"] != fingerprint:
             return {}
         root, embeds = Path(saved["root"]), iter(saved["embeds"])
@@ -330,7 +299,4 @@ def _write_cache(cache_file: Path, root: Path, fingerprint: str, entries: dict) 
         "reasons": [reason for _, _, reason in entries.values()],
         "embeds": torch.stack(embeds) if embeds else torch.zeros(0, 0),
     }
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")
-    torch.save(saved, tmp)
-    os.replace(tmp, cache_file)  # atomic: a reader never sees half a file
+    write_atomic(saved, cache_file)

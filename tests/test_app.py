@@ -1,18 +1,25 @@
-"""The app's handlers, called directly: answers for good inputs, clear messages for bad ones."""
+"""The app's handlers, called directly and through Gradio's API on 127.0.0.1: answers for good
+inputs, clear messages for bad ones, and nothing outside the folders the server was given."""
 
 from __future__ import annotations
 
+import json
 import shutil
-import subprocess
-import sys
+import socket
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import httpx
 import pytest
 import torch
 from PIL import Image
 
+import simpleclip.app as app_module
 from simpleclip.app import (
     GENERIC_LABELS,
+    MAX_UPLOAD_BYTES,
     SYNTHETIC_LABELS,
     ClipApp,
     build_blocks,
@@ -20,9 +27,16 @@ from simpleclip.app import (
     default_templates,
     find_checkpoints,
     find_image_folders,
+    launch,
 )
+from simpleclip.app_access import AllowedPaths, PathNotAllowed, check_exposure, exposure_line
+from simpleclip.cli import build_parser, main
 from simpleclip.config import load_config
 from simpleclip.model import build_model
+
+REFUSED = "is outside the folders this server was started with"
+# gradio's own pandas calls warn under pandas 3; nothing to do with this app
+pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +89,8 @@ def test_search_returns_a_gallery_with_scores(app: ClipApp) -> None:
     assert scores == sorted(scores, reverse=True)
 
 
-def test_search_says_how_many_files_it_skipped(app: ClipApp, synthetic_root: Path, tmp_path):
+def test_search_says_how_many_files_it_skipped(runs_dir: Path, synthetic_root: Path, tmp_path):
+    app = ClipApp(runs_dir, tmp_path, cache_dir=tmp_path / "cache")  # tmp_path/* is allowed
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     for picture in sorted((synthetic_root / "Images").iterdir())[:3]:
@@ -96,7 +111,8 @@ def test_empty_query_asks_for_a_description(app: ClipApp, query) -> None:
     )
 
 
-def test_empty_or_missing_folder_gives_a_message(app: ClipApp, tmp_path: Path) -> None:
+def test_empty_or_missing_folder_gives_a_message(runs_dir: Path, tmp_path: Path) -> None:
+    app = ClipApp(runs_dir, tmp_path, cache_dir=tmp_path / "cache")  # tmp_path/* is allowed
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("no pictures here")
@@ -111,8 +127,8 @@ def test_empty_or_missing_folder_gives_a_message(app: ClipApp, tmp_path: Path) -
     assert message == "Choose a folder of pictures first."
 
 
-def test_a_bad_checkpoint_gives_a_message(app: ClipApp, tmp_path: Path) -> None:
-    gallery, message = app.search("a star", str(tmp_path / "nothing"), app.folders[0])
+def test_a_bad_checkpoint_gives_a_message(app: ClipApp, runs_dir: Path, tmp_path: Path) -> None:
+    gallery, message = app.search("a star", str(runs_dir / "nothing"), app.folders[0])
     assert gallery == [] and "Cannot search" in message
     _, labels, message = app.classify(_a_picture(tmp_path), "a\nb", None, "single")
     assert labels == {} and "No checkpoint chosen" in message and "simpleclip demo" in message
@@ -153,17 +169,183 @@ def test_the_page_builds_offline(app: ClipApp) -> None:
     assert {"query", "gallery", "upload", "labels", "prediction", "classify-status"} <= ids
 
 
-def test_cli_help_lists_app_without_importing_gradio() -> None:
-    code = (
-        "import sys; from simpleclip.cli import build_parser; "
-        "build_parser().parse_args(['app', '--port', '1']); "
-        "print('gradio' in sys.modules, 'torch' in sys.modules)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.stdout.strip() == "False False", result.stderr
-
-
 def _a_picture(folder: Path) -> str:
     path = folder / "red.png"
     Image.new("RGB", (40, 30), (200, 30, 30)).save(path)
     return str(path)
+
+
+# What the app may open: the server decides, the page only asks.
+
+
+def test_allowed_paths_resolve_before_checking(tmp_path: Path) -> None:
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    (data / "set" / "Images").mkdir(parents=True)
+    elsewhere.mkdir()
+    (data / "escape").symlink_to(elsewhere)
+    (data / "linked").symlink_to(data / "set")  # a link that stays inside is fine
+    access = AllowedPaths(folders=[data], checkpoints=[tmp_path / "runs"])
+    assert access.check_folder(data / "set" / "Images") == (data / "set" / "Images").resolve()
+    assert access.allows_folder(data / "linked" / "Images") and access.allows_folder(data)
+    assert access.allows_folder(f"{data}/set/../set/Images")
+    for outside in [elsewhere, f"{data}/../elsewhere", data / "escape", "/etc"]:
+        with pytest.raises(PathNotAllowed, match=f"picture folder .* {REFUSED}.*--images"):
+            access.check_folder(outside)
+    assert access.allows_checkpoint(tmp_path / "runs" / "a" / "best")
+    with pytest.raises(PathNotAllowed, match=f"checkpoint .* {REFUSED}.*--checkpoint"):
+        access.check_checkpoint(data / "set")
+    assert AllowedPaths(any_path=True).allows_folder("/etc")
+
+
+def test_handlers_refuse_folders_and_checkpoints_outside(app: ClipApp, tmp_path: Path) -> None:
+    with pytest.raises(PathNotAllowed, match=f"picture folder {tmp_path} {REFUSED}"):
+        app.search("a star", app.checkpoints[0], str(tmp_path))
+    with pytest.raises(PathNotAllowed, match=f"checkpoint {tmp_path} {REFUSED}"):
+        app.search("a star", str(tmp_path), app.folders[0])
+    with pytest.raises(PathNotAllowed, match=f"checkpoint {tmp_path} {REFUSED}"):
+        app.classify(_a_picture(tmp_path), "a\nb", str(tmp_path), "single")
+    assert app.suggestions(str(tmp_path)) == ("\n".join(GENERIC_LABELS), "clip ensemble")
+    assert app.suggestions(app.folders[0]) == ("\n".join(SYNTHETIC_LABELS), "shapes ensemble")
+
+
+def test_pictures_that_link_outside_are_not_shown(runs_dir, synthetic_root, tmp_path) -> None:
+    pictures, outside = tmp_path / "data" / "pics", tmp_path / "outside"
+    pictures.mkdir(parents=True)
+    outside.mkdir()
+    first, second, third = sorted((synthetic_root / "Images").iterdir())[:3]
+    shutil.copy(first, pictures / first.name)
+    shutil.copy(second, pictures / second.name)
+    shutil.copy(third, outside / third.name)
+    (pictures / "link.jpg").symlink_to(outside / third.name)
+    app = ClipApp(runs_dir, tmp_path / "data", cache_dir=tmp_path / "cache")
+    gallery, message = app.search("a star", app.checkpoints[0], str(pictures), 3)
+    assert len(gallery) == 2 and "link.jpg" not in str(gallery)
+    assert message.endswith("1 not shown: they link outside the folder.")
+
+
+def test_huge_uploads_are_refused_before_decoding(app, tmp_path, monkeypatch) -> None:
+    assert Image.MAX_IMAGE_PIXELS is not None  # PIL's decompression-bomb guard stays on
+    monkeypatch.setattr(app_module, "MAX_UPLOAD_PIXELS", 1_000)
+    picture, top, message = app.classify(_a_picture(tmp_path), "a\nb", app.checkpoints[0], "single")
+    assert picture is None and top == {}
+    assert message.startswith("**red.png is too large: 40 x 30 pixels.** Upload a picture")
+
+
+def test_anything_goes_only_locally_unless_acknowledged(capsys) -> None:
+    check_exposure("127.0.0.1", any_path=True)
+    check_exposure("0.0.0.0", any_path=False)
+    check_exposure("0.0.0.0", any_path=True, i_know_this_exposes_files=True)
+    with pytest.raises(ValueError, match="--i-know-this-exposes-files"):
+        check_exposure("0.0.0.0", any_path=True)
+    assert main(["app", "--allow-any-path", "--host", "0.0.0.0"]) == 1  # refused before serving
+    assert "--i-know-this-exposes-files" in capsys.readouterr().err
+    access = AllowedPaths(folders=["/d"], checkpoints=["/r"])
+    line = exposure_line("0.0.0.0", 7860, access)
+    assert "ANYONE ON YOUR NETWORK" in line and "pictures in /d; checkpoints in /r" in line
+    line = exposure_line("127.0.0.1", 7860, AllowedPaths(any_path=True))
+    assert "this machine only" in line and "every folder and checkpoint" in line
+
+
+def test_cli_paths_are_repeatable_and_the_old_names_still_work() -> None:
+    args = build_parser().parse_args(
+        ["app", "--runs", "r", "--data", "d", "--images", "a", "--images", "b"]
+    )
+    assert (args.runs_dir, args.data_dir) == (Path("r"), Path("d"))
+    assert args.images == [Path("a"), Path("b")] and args.checkpoint is None
+    assert not args.allow_any_path
+    chosen = ClipApp("r", "d", images=args.images)
+    assert chosen.folders == ["a", "b"] and chosen.access.allows_folder("b/sub")
+
+
+@pytest.fixture(scope="module")
+def served(runs_dir: Path, synthetic_root: Path, tmp_path_factory) -> Iterator[SimpleNamespace]:
+    """The app on 127.0.0.1; its data folder links a dataset in, and holds an escape link."""
+    tmp = tmp_path_factory.mktemp("served")
+    data, outside = tmp / "data", tmp / "outside"
+    data.mkdir()
+    outside.mkdir()
+    (data / "set").symlink_to(synthetic_root)  # found at start, so allowed although linked
+    (data / "escape").symlink_to(outside)
+    for picture in sorted((synthetic_root / "Images").iterdir())[:3]:
+        shutil.copy(picture, outside / picture.name)
+    shutil.copytree(runs_dir / "tiny" / "model", outside / "model")
+    app = ClipApp(runs_dir, data, cache_dir=tmp / "cache")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    blocks = launch(app, port=port, block=False)
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}", app=app, data=data, outside=outside)
+    blocks.close()
+
+
+def _call(url: str, api: str, *data: Any) -> tuple[str, Any]:
+    """One call of Gradio's HTTP API, as `gradio_client` makes it: ``(event, payload)``."""
+    posted = httpx.post(f"{url}/gradio_api/call/{api}", json={"data": list(data)}, timeout=60)
+    posted.raise_for_status()
+    answer = httpx.get(f"{url}/gradio_api/call/{api}/{posted.json()['event_id']}", timeout=60)
+    lines = answer.text.strip().splitlines()
+    return lines[-2].removeprefix("event: "), json.loads(lines[-1].removeprefix("data: "))
+
+
+@pytest.mark.parametrize("where", ["outside", "dot-dot", "symlink", "checkpoint"])
+def test_the_api_refuses_paths_outside_the_allowed_ones(served: SimpleNamespace, where: str):
+    folder, checkpoint = served.app.folders[0], served.app.checkpoints[0]
+    if where == "checkpoint":
+        checkpoint = str(served.outside / "model")
+    else:
+        folder = {
+            "outside": str(served.outside),
+            "dot-dot": f"{served.data}/../outside",
+            "symlink": str(served.data / "escape"),
+        }[where]
+    event, payload = _call(served.url, "search", "a star", checkpoint, folder, 3)
+    assert event == "error" and payload["title"] == "Not allowed"
+    assert payload["error"].startswith("Not allowed: the ") and REFUSED in payload["error"]
+
+
+def test_allowed_folders_work_through_the_api(served: SimpleNamespace) -> None:
+    checkpoint = served.app.checkpoints[0]
+    for folder in (served.app.folders[0], f"{served.data}/set/../set/Images"):
+        event, (gallery, message) = _call(served.url, "search", "a star", checkpoint, folder, 3)
+        assert event == "complete" and len(gallery) == 3
+        assert message == f"Best 3 of 120 pictures in {folder}."
+
+
+def test_the_file_route_serves_thumbnails_and_nothing_else(served: SimpleNamespace) -> None:
+    app = served.app
+    _, (gallery, _) = _call(served.url, "search", "a star", app.checkpoints[0], app.folders[0], 1)
+    thumbnail = httpx.get(gallery[0]["image"]["url"])
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"].startswith("image/")
+    Image.open(gallery[0]["image"]["path"]).verify()
+    picture = next(Path(app.folders[0]).iterdir())
+    thumb_dir = Path(gallery[0]["image"]["path"]).parent
+    for path in [
+        "/etc/passwd",
+        f"{thumb_dir}/../../../etc/passwd",
+        picture,  # an allowed picture itself: the page only ever needs thumbnails
+        served.outside / picture.name,
+        Path(app.checkpoints[0]) / "model.safetensors",
+    ]:
+        answer = httpx.get(f"{served.url}/gradio_api/file={path}")
+        assert answer.status_code in (403, 404) and b"root:" not in answer.content, path
+
+
+def test_uploads_are_limited_and_stay_in_gradios_folder(served, tmp_path: Path) -> None:
+    from gradio.utils import get_upload_folder
+
+    upload = f"{served.url}/gradio_api/upload"
+    too_big = httpx.post(upload, files={"files": ("big.png", b"0" * (MAX_UPLOAD_BYTES + 1))})
+    assert too_big.status_code == 413 and "maximum allowed size" in too_big.text
+    with open(_a_picture(tmp_path), "rb") as picture:
+        [stored] = httpx.post(upload, files={"files": ("red.png", picture)}).json()
+    assert Path(stored).resolve().is_relative_to(Path(get_upload_folder()).resolve())
+    file = {"path": stored, "meta": {"_type": "gradio.FileData"}}
+    checkpoint = served.app.checkpoints[0]
+    event, (_, labels, message) = _call(served.url, "classify", file, "a\nb", checkpoint, "single")
+    assert event == "complete" and len(labels["confidences"]) == 2 and "Best label" in message
+    outside = str(served.outside / "model")
+    event, payload = _call(served.url, "classify", file, "a\nb", outside, "single")
+    assert event == "error" and REFUSED in payload["error"]
+    not_uploaded = {"path": str(next(served.outside.glob("*.jpg"))), "meta": file["meta"]}
+    event, _ = _call(served.url, "classify", not_uploaded, "a\nb", checkpoint, "single")
+    assert event == "error"  # Gradio reads only files that were uploaded to it

@@ -137,6 +137,23 @@ def test_search_and_classify_in_a_browser(browser, served: tuple, tmp_path: Path
                 image.convert("RGB").quantize(256).save(DOCS / f"app_{shot}.png", optimize=True)
 
 
+def test_a_folder_outside_is_refused_in_the_page(browser, served: tuple, tmp_path: Path) -> None:
+    url, root = served
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(url)
+    # `..` out of the data folder; a path no choice contains, so Enter keeps it as typed
+    page.locator("#folder input").fill(f"{root.parent}/..")
+    page.locator("#folder input").press("Enter")
+    page.locator("#query textarea").fill("a big red circle")
+    page.locator("#search-button").click()
+    page.get_by_text("is outside the folders this server was started with").first.wait_for(
+        timeout=TIMEOUT_MS
+    )
+    assert page.locator("#gallery img").count() == 0
+    page.screenshot(path=tmp_path / "refused.png", animations="disabled")
+    page.close()
+
+
 def _a_single_shape_picture(root: Path) -> Path:
     """A test picture with one shape, the held-out pair if there is one."""
     import pandas as pd

@@ -1,8 +1,13 @@
-"""The benchmarks run end to end in their smoke modes, so they never rot."""
+"""The benchmarks run end to end in their smoke modes, so they never rot.
+
+Timings are not asserted (a shared CPU makes them noisy): each script must exit 0 and print its
+whole table, every figure a finite positive number.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -10,26 +15,8 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 
 
-def test_train_throughput_smoke_prints_both_modes_and_the_ratio() -> None:
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    baseline, fast, ratio = lines
-    assert (baseline["mode"], fast["mode"]) == ("baseline", "fast")
-    for row in (baseline, fast):
-        assert row["step_pairs_per_s"] > 0 and row["loop_pairs_per_s"] > 0
-        assert row["peak_memory_mb"] > 0 and row["config"] == "synthetic_tiny"
-    expected = fast["loop_pairs_per_s"] / baseline["loop_pairs_per_s"]
-    assert abs(ratio["speedup_full_loop"] - expected) < 0.01
-
-
-def test_feature_cache_smoke_prints_both_runs_and_the_ratio() -> None:
-    script = SCRIPT.with_name("feature_cache.py")
+def run_smoke(script: Path) -> list[dict]:
+    """Run ``script --smoke`` (exit code 0 or CalledProcessError) and parse its JSON lines."""
     result = subprocess.run(
         [sys.executable, str(script), "--smoke"],
         capture_output=True,
@@ -37,8 +24,29 @@ def test_feature_cache_smoke_prints_both_runs_and_the_ratio() -> None:
         timeout=600,
         check=True,
     )
-    recomputed, cached, ratio = [json.loads(line) for line in result.stdout.splitlines()]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def finite_positive(row: dict, keys: list[str]) -> bool:
+    return all(
+        isinstance(row[k], int | float) and math.isfinite(row[k]) and row[k] > 0 for k in keys
+    )
+
+
+def test_train_throughput_smoke_prints_both_modes_and_the_ratio() -> None:
+    baseline, fast, ratio = run_smoke(SCRIPT)
+    assert (baseline["mode"], fast["mode"]) == ("baseline", "fast")
+    for row in (baseline, fast):
+        assert finite_positive(row, ["step_pairs_per_s", "loop_pairs_per_s", "peak_memory_mb"]), row
+        assert row["config"] == "synthetic_tiny"
+        assert (row["batch_size"], row["steps"], row["rounds"]) == (16, 2, 1)  # the smoke sizes
+    assert finite_positive(ratio, ["speedup_full_loop"]), ratio
+
+
+def test_feature_cache_smoke_prints_both_runs_and_the_ratio() -> None:
+    recomputed, cached, ratio = run_smoke(SCRIPT.with_name("feature_cache.py"))
     assert (recomputed["features"], cached["features"]) == ("recomputed", "cached")
-    assert recomputed["epochs"] == cached["epochs"] == 2
-    expected = recomputed["epoch_seconds"] / cached["epoch_seconds"]
-    assert abs(ratio["epoch_speedup"] - expected) < 0.1 * expected + 0.1
+    for row in (recomputed, cached):
+        assert row["epochs"] == 2 and finite_positive(row, ["epoch_seconds", "total_seconds"])
+        assert 0 <= row["t2i_R@5"] <= 1 and 0 <= row["i2t_R@5"] <= 1
+    assert finite_positive(ratio, ["epoch_speedup"]), ratio

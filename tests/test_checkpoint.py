@@ -1,12 +1,21 @@
-"""Atomic checkpoint folders: a crash never leaves a broken checkpoint."""
+"""Atomic checkpoint folders (a crash never leaves a broken checkpoint) and the saved RNG state.
+
+Every rank's RNG state under torchrun is tested in ``tests/test_distributed.py`` (resume).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
-from simpleclip.train.checkpoint import atomic_directory, readable_directory
+from simpleclip.train.checkpoint import (
+    atomic_directory,
+    gather_rng_states,
+    readable_directory,
+    restore_rng_state,
+)
 
 
 def write(target: Path, text: str) -> None:
@@ -40,3 +49,24 @@ def test_a_crash_between_the_two_renames_is_recovered(tmp_path: Path) -> None:
 def test_missing_checkpoint_error_says_what_was_expected(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"expected .*weights"):
         readable_directory(tmp_path / "nothing", "weights")
+
+
+def test_one_process_saves_one_rng_row_and_restoring_it_replays_the_draws() -> None:
+    torch.manual_seed(3)
+    states = gather_rng_states()
+    assert states.shape == (1, len(torch.get_rng_state())) and states.dtype == torch.uint8
+    assert torch.equal(states[0], torch.get_rng_state())
+    expected = torch.rand(5)
+    restore_rng_state(states)
+    assert torch.equal(torch.rand(5), expected)
+
+
+def test_rng_rows_of_another_number_of_ranks_resume_from_rank_0() -> None:
+    """A 2-rank checkpoint resumed in one process: rank 0's row, not a crash or rank 1's."""
+    rows, draws = [], []
+    for seed in (0, 1):  # what ranks 0 and 1 would have saved, and their next draws
+        torch.manual_seed(seed)
+        rows.append(torch.get_rng_state())
+        draws.append(torch.rand(5))
+    restore_rng_state(torch.stack(rows))
+    assert torch.equal(torch.rand(5), draws[0]) and not torch.equal(draws[0], draws[1])

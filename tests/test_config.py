@@ -18,8 +18,10 @@ def test_overrides_are_parsed_and_type_checked() -> None:
             "data.crop_scale=[0.5, 1]",
             "text.pooling=null",
             "image.trainable=false",
+            "data.skip_bad_images=true",
         ],
     )
+    assert config.data.skip_bad_images is True and Config().data.skip_bad_images is False
     assert config.train.epochs == 3
     assert config.head.lr == 1.0 and isinstance(config.head.lr, float)
     assert config.data.crop_scale == (0.5, 1.0)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
 import pytest
 
-from simpleclip.data import CaptionFormatError, read_captions, split_images
+from simpleclip.data import CaptionFormatError, load_split, read_captions, split_images
 from simpleclip.data.splits import SPLIT_FILES, canonical_split
 
 
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def unwarned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget which missing-image warnings this process already gave (they are said once)."""
+    monkeypatch.setattr("simpleclip.data.captions._REPORTED", set())
 
 
 def test_reads_kaggle_csv_with_commas_and_doubled_quotes(tmp_path: Path) -> None:
@@ -79,7 +86,39 @@ def test_images_dir_drops_missing_rows_with_one_counting_warning(tmp_path: Path)
     assert "3 captions of 2 images" in str(caught[0].message)
 
 
-def test_real_caption_files_agree_and_bogus_key_is_dropped(shared_flickr: Path) -> None:
+def test_missing_images_are_reported_once_per_run_not_once_per_split(
+    synthetic_root: Path, tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    partial = tmp_path / "partial"
+    shutil.copytree(synthetic_root, partial)
+    for name in sorted((partial / "Images").iterdir())[:3]:
+        name.unlink()  # 15 captions now have no file
+    splits = {split: load_split(partial, split) for split in ("train", "dev", "test")}
+    load_split(partial, "train+dev")
+    said = [str(w.message) for w in recwarn if "have no file" in str(w.message)]
+    assert len(said) == 1 and "15 captions of 3 images" in said[0]
+    assert sum(len(table) for table in splits.values()) == 5 * (120 - 3)
+
+    (partial / "Images" / sorted(splits["train"]["image"])[0]).unlink()  # a new cause: said again
+    load_split(partial, "test")
+    said = [str(w.message) for w in recwarn if "have no file" in str(w.message)]
+    assert len(said) == 2 and "20 captions of 4 images" in said[1]
+
+
+def test_real_slice_warns_once_for_all_three_splits(
+    shared_flickr: Path, unwarned: None, recwarn: pytest.WarningsRecorder
+) -> None:
+    sizes = [
+        load_split(shared_flickr, split)["image"].nunique() for split in ("train", "dev", "test")
+    ]
+    said = [str(w.message) for w in recwarn if "have no file" in str(w.message)]
+    assert sizes == [753, 113, 125]
+    assert len(said) == 1 and "captions of 7091 images" in said[0], said
+
+
+def test_real_caption_files_agree_and_bogus_key_is_dropped(
+    shared_flickr: Path, unwarned: None
+) -> None:
     csv_table = read_captions(shared_flickr / "captions.txt")
     token_table = read_captions(shared_flickr / "Flickr8k.token.txt")
     assert len(csv_table) == 40455 and csv_table["image"].nunique() == 8091
@@ -92,7 +131,7 @@ def test_real_caption_files_agree_and_bogus_key_is_dropped(shared_flickr: Path) 
     assert set(present["caption_id"]) == {0, 1, 2, 3, 4}
 
 
-def test_official_split_files_win_and_are_disjoint(shared_flickr: Path) -> None:
+def test_official_split_files_win_and_are_disjoint(shared_flickr: Path, unwarned: None) -> None:
     with pytest.warns(UserWarning):
         images = read_captions(shared_flickr / "captions.txt", shared_flickr / "Images")["image"]
     splits = split_images(images.unique(), shared_flickr)

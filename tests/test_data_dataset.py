@@ -175,17 +175,22 @@ def test_missing_image_is_refused_up_front(damaged_root: Path, synthetic_root, t
 
 def test_skip_bad_images_drops_and_counts(damaged_root: Path, synthetic_root, tiny_tokenizer):
     captions = load_split(synthetic_root, "train")
-    with pytest.warns(UserWarning, match="Skipped 2 missing or unreadable images"):
+    with pytest.warns(UserWarning, match="Skipped 2 missing or unreadable images") as record:
         data = CaptionDataset(
             captions, damaged_root / "Images", tiny_tokenizer, skip_bad_images=True
         )
+    garbage, deleted = captions["image"].unique()[:2]
+    assert garbage in str(record[0].message) and deleted in str(record[0].message)
     assert len(data.image_names) == captions["image"].nunique() - 2
     batch = data.collate([data[i] for i in range(len(data))])  # every remaining image decodes
     assert batch["images"].shape[0] == len(data)
 
 
-def test_real_photos_load_through_the_dataset(shared_flickr: Path, tiny_tokenizer) -> None:
-    with pytest.warns(UserWarning):
+def test_real_photos_load_through_the_dataset(
+    shared_flickr: Path, tiny_tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("simpleclip.data.captions._REPORTED", set())  # said once per process
+    with pytest.warns(UserWarning, match="have no file"):
         captions = load_split(shared_flickr, "test")
     data = CaptionDataset(captions, shared_flickr / "Images", tiny_tokenizer)
     assert len(data.image_names) == 125 and len(data) == 625

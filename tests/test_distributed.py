@@ -22,6 +22,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from torch.nn.parallel import DistributedDataParallel
 
 import simpleclip.train.loop as train_module
 from simpleclip.data import read_captions
@@ -35,6 +38,7 @@ from simpleclip.train.step import (
     grad_cache_backward,
     split_batch,
 )
+from simpleclip.train.trainer import Trainer
 
 WORLD, B = 2, 8  # ranks, pairs per rank
 VARIANTS = [("gather", 0), ("local", 0), ("gather", 2), ("local", 2)]  # (loss, micro_batch_size)
@@ -66,14 +70,17 @@ def _join_and_run(rank: int, port: int, fn, args: tuple) -> None:
 
 
 def _loss_fn(model: CLIPModel, kind: str):
-    """The loss a rank computes: over all ranks' pairs (or one process's whole batch)."""
+    """The loss a rank computes: over all ranks' pairs (or one process's whole batch).
+
+    One function for both: ``clip_loss`` with ``gather`` (and ``local``) on the ranks, without
+    on the reference process.
+    """
 
     def loss(image_embeds, text_embeds, batch):
         ids = {"image_ids": batch["image_ids"], "text_ids": batch["text_ids"]}
-        if kind == "single":
-            return clip_loss(image_embeds, text_embeds, model.logit_scale, **ids)
-        return distributed.gathered_clip_loss(
-            image_embeds, text_embeds, model.logit_scale, local=kind == "local", **ids
+        gather, local = kind != "single", kind == "local"
+        return clip_loss(
+            image_embeds, text_embeds, model.logit_scale, gather=gather, local=local, **ids
         )
 
     return loss
@@ -119,20 +126,20 @@ def _rank_gradients(rank: int, model_dir: Path, batch: dict) -> dict:
 
 def _rank_training(rank: int, config_a, config_b) -> dict:
     straight = train(config_a, progress=False)
-    original = train_module._Loop.run_epoch
+    original = Trainer.run_epoch
 
     def interrupted(self, dataset, epoch, *args):
         if epoch == 1:
             raise KeyboardInterrupt  # both ranks stop at the start of epoch 2
         return original(self, dataset, epoch, *args)
 
-    train_module._Loop.run_epoch = interrupted
+    Trainer.run_epoch = interrupted
     try:
         train(config_b, progress=False)
     except KeyboardInterrupt:
         pass
     finally:
-        train_module._Loop.run_epoch = original
+        Trainer.run_epoch = original
     resumed = train(config_b, resume=True, progress=False)
     return {
         "straight": straight.model.state_dict(),
@@ -142,9 +149,58 @@ def _rank_training(rank: int, config_a, config_b) -> dict:
     }
 
 
-def _two_ranks(rank: int, model_dir: Path, batch: dict, config_a, config_b, out: Path) -> None:
+def _rank_compiled_training(rank: int, config) -> dict:
+    """``train.compile`` with micro-batches: what DDP wraps, ``no_sync`` calls, all-reduces.
+
+    ``torch.compile`` runs for real with the ``eager`` backend (Dynamo's graph capture, no
+    kernel generation, a few seconds); a comm hook counts the backwards DDP synchronises.
+    """
+    seen = {"wrapped": [], "no_sync": 0, "synced_backwards": 0}
+    wrap, no_sync, compile_ = distributed.wrap, DistributedDataParallel.no_sync, torch.compile
+
+    def spy_wrap(module, device):
+        towers = wrap(module, device)
+        seen["wrapped"].append((type(towers).__name__, type(module).__name__))
+
+        def count(state, bucket):
+            seen["synced_backwards"] += bucket.index() == 0  # bucket 0: once per synced backward
+            return allreduce_hook(state, bucket)
+
+        towers.register_comm_hook(None, count)
+        return towers
+
+    def spy_no_sync(self):
+        seen["no_sync"] += 1
+        return no_sync(self)
+
+    distributed.wrap, DistributedDataParallel.no_sync = spy_wrap, spy_no_sync
+    torch.compile = lambda module, **kwargs: compile_(module, backend="eager")
+    try:
+        result = train(config, progress=False)
+    finally:
+        distributed.wrap, DistributedDataParallel.no_sync, torch.compile = wrap, no_sync, compile_
+    return {**seen, "steps": result.history[-1]["step"]}
+
+
+def _rank_hidden_ddp_error(model_dir: Path, batch: dict) -> str:
+    """GradCache under 2 ranks on towers that are not the outer DDP: the error message."""
+    model = CLIPModel.load(model_dir)
+    towers = nn.Sequential(distributed.wrap(Towers(model), torch.device("cpu")))  # DDP inside
+    mine = {k: v.chunk(WORLD)[dist.get_rank()] for k, v in batch.items()}
+    try:
+        _gradients(model, mine, "gather", 2, towers)
+    except TypeError as error:
+        return str(error)
+    return "no error"
+
+
+def _two_ranks(
+    rank: int, model_dir: Path, batch: dict, config_a, config_b, config_c, out: Path
+) -> None:
     results = {"gradients": _rank_gradients(rank, model_dir, batch)}
     results.update(_rank_training(rank, config_a, config_b))
+    results["compiled"] = _rank_compiled_training(rank, config_c)
+    results["hidden_ddp"] = _rank_hidden_ddp_error(model_dir, batch)
     torch.save(results, out / f"rank{rank}.pt")
 
 
@@ -197,7 +253,8 @@ def two_ranks(tmp_path_factory, tiny_config, synthetic_root, vit) -> dict:
     )
     config_a = tiny_config(data, tmp / "a", *settings)
     config_b = tiny_config(data, tmp / "b", *settings)
-    args = (_two_ranks, (vit["model_dir"], vit["batch"], config_a, config_b, tmp))
+    config_c = tiny_config(data, tmp / "c", *settings, "train.compile=true", "train.epochs=1")
+    args = (_two_ranks, (vit["model_dir"], vit["batch"], config_a, config_b, config_c, tmp))
     mp.spawn(_join_and_run, args=(_free_port(), *args), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     return {"ranks": ranks, "tmp": tmp, "data": data}
@@ -319,6 +376,21 @@ def test_resume_under_two_ranks_gives_the_uninterrupted_weights(two_ranks) -> No
         assert [r["epoch"] for r in rank["resumed_history"]] == [1, 2]
         for name, tensor in rank["straight"].items():
             torch.testing.assert_close(rank["resumed"][name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_compiled_towers_are_wrapped_in_ddp_and_micro_batches_sync_once(two_ranks) -> None:
+    """Compile first, wrap second: the loop holds a DDP, so GradCache can call ``no_sync``.
+
+    3 steps of 2 micro-batches each: ``no_sync`` around the first micro-batch of every step,
+    and DDP all-reduces once per step (3 times), not after every micro-batch (6 times).
+    """
+    for rank in two_ranks["ranks"]:
+        seen = rank["compiled"]
+        assert seen["wrapped"] == [("DistributedDataParallel", "OptimizedModule")]
+        assert seen["steps"] == 3
+        assert seen["no_sync"] == seen["steps"] * (2 - 1)
+        assert seen["synced_backwards"] == seen["steps"]
+        assert "compile first, wrap second" in rank["hidden_ddp"]  # the old order is refused
 
 
 @pytest.mark.slow

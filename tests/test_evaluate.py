@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from simpleclip.data import load_rgb
 from simpleclip.evaluate import (
     Embeddings,
     format_recall_table,
@@ -70,3 +74,42 @@ def test_table_shows_percentages() -> None:
     images = torch.eye(3)
     table = format_recall_table(retrieval_metrics(Embeddings(images, images, torch.arange(3))))
     assert "text -> image" in table and "100.0" in table and "(3 images, 3 captions" in table
+
+
+def test_eval_split_reads_the_split_the_way_the_model_expects(
+    tiny_config, synthetic_root, tmp_path, tiny_tokenizer
+) -> None:
+    from simpleclip.data import build_transforms, load_split
+    from simpleclip.evaluate import compute_embeddings, eval_split
+    from simpleclip.model import build_model
+
+    config = tiny_config(synthetic_root, tmp_path / "run", "data.max_length=6")
+    model = build_model(config, tokenizer=tiny_tokenizer).eval()
+    test = eval_split(model, synthetic_root, "test")
+    assert test.image_names == list(dict.fromkeys(load_split(synthetic_root, "test")["image"]))
+    assert max(len(ids) for ids in test.token_ids) == 6  # the model's own caption length
+    tokens = model.tokenize(test.captions[:3])
+    rows = zip(tokens["input_ids"], tokens["attention_mask"], strict=True)
+    assert test.token_ids[:3] == [ids[mask == 1].tolist() for ids, mask in rows]
+    eval_tf = build_transforms(model.preprocessing, train=False)
+    direct = eval_tf(image=np.asarray(load_rgb(test.images_dir / test.image_names[0])))["image"]
+    torch.testing.assert_close(test.load_image(0), direct)
+    every = eval_split(model, synthetic_root, "all")
+    assert len(every.image_names) == 120 and set(test.image_names) < set(every.image_names)
+    assert len(compute_embeddings(model, test).image_embeds) == len(test.image_names)
+
+
+def test_model_scale_is_the_capped_exp_of_logit_scale(tiny_config, tmp_path, tiny_tokenizer):
+    from simpleclip.loss import contrastive_logits
+    from simpleclip.model import build_model
+
+    model = build_model(tiny_config(tmp_path, tmp_path / "run"), tokenizer=tiny_tokenizer)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(20.0))
+    assert model.scale.item() == pytest.approx(20.0)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(500.0))  # past the cap: 100, as the loss uses it
+    assert model.scale.item() == pytest.approx(100.0)
+    unit = F.normalize(torch.randn(3, 4), dim=1)
+    logits, _ = contrastive_logits(unit, unit, model.logit_scale)
+    torch.testing.assert_close(logits, model.scale * unit @ unit.T)

@@ -12,12 +12,7 @@ import simpleclip.train.features as features_module
 from simpleclip.data import CaptionDataset, load_split
 from simpleclip.model import build_model
 from simpleclip.train import train
-from simpleclip.train.features import (
-    cached_features,
-    compute_features,
-    compute_tower_features,
-    feature_key,
-)
+from simpleclip.train.features import cached_features, compute_tower_features, feature_key
 
 FROZEN = ("image.trainable=false", "text.trainable=false")
 
@@ -105,9 +100,31 @@ def test_key_follows_encoder_weights_not_head_weights(setup) -> None:
 def test_features_are_the_encoder_outputs(setup) -> None:
     _, model, dataset = setup
     data = dataset()
-    features = compute_features(model, data, batch_size=5)
+    features = {
+        f"{tower}_features": compute_tower_features(model, data, tower, batch_size=5)
+        for tower in ("image", "text")
+    }
     assert features["image_features"].shape == (len(data.image_names), model.image_encoder.out_dim)
     assert features["text_features"].shape == (len(data.captions), model.text_encoder.out_dim)
     with torch.no_grad():
         direct = model.image_encoder(data.load_image(3)[None])[0]
     torch.testing.assert_close(features["image_features"][3], direct, atol=1e-5, rtol=1e-5)
+
+
+def test_key_works_for_bfloat16_encoders(setup) -> None:
+    _, model, dataset = setup
+    key = feature_key(model, dataset(), "image")
+    model.image_encoder.to(torch.bfloat16)  # the GPU path: numpy has no bfloat16
+    assert feature_key(model, dataset(), "image") != key  # other numbers, another file
+
+
+def test_a_damaged_or_old_cache_file_is_computed_again(setup, tmp_path: Path) -> None:
+    _, model, dataset = setup
+    first = cached_features(model, dataset(), tmp_path / "cache")
+    files = sorted((tmp_path / "cache").glob("*-features-*.pt"))
+    assert [f.name.split("-")[0] for f in files] == ["image", "text"]
+    files[0].write_bytes(b"half a file")
+    (tmp_path / "cache" / "image-features-0123456789abcdef01234567.pt").write_bytes(b"old")
+    again = cached_features(model, dataset(), tmp_path / "cache")
+    torch.testing.assert_close(again, first)
+    assert isinstance(torch.load(files[0], weights_only=True), torch.Tensor)  # rewritten

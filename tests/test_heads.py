@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simpleclip.heads import HEAD_KINDS, ProjectionHead, build_head, build_heads, shared_dim
+from simpleclip.heads import HEAD_KINDS, ProjectionHead, build_head, build_heads
 
 
 def test_projection_head_matches_the_tutorial_formula() -> None:
@@ -58,7 +58,7 @@ def test_build_head_rejects_unknown_kind() -> None:
 def test_build_heads_meet_in_one_space(kind: str) -> None:
     image_head, text_head = build_heads(kind, image_dim=48, text_dim=32, embed_dim=16)
     image_embeds, text_embeds = image_head(torch.randn(4, 48)), text_head(torch.randn(4, 32))
-    assert image_embeds.shape == text_embeds.shape == (4, shared_dim(kind, 48, 32, 16))
+    assert image_embeds.shape == text_embeds.shape == (4, 16)  # embed_dim, whatever the inputs
     assert (image_embeds @ text_embeds.T).shape == (4, 4)
 
 
@@ -66,7 +66,7 @@ def test_no_projection_compares_features_directly() -> None:
     image_head, text_head = build_heads("none", image_dim=768, text_dim=768)
     features = torch.randn(2, 768)
     assert image_head(features) is features and text_head(features) is features
-    assert shared_dim("none", 768, 768, embed_dim=256) == 768
+    assert image_head(features).shape[-1] == 768  # the encoders' width; embed_dim is ignored
 
 
 def test_no_projection_with_different_widths_names_both() -> None:
@@ -74,5 +74,3 @@ def test_no_projection_with_different_widths_names_both() -> None:
         build_heads("none", image_dim=2048, text_dim=768)
     message = str(info.value)
     assert "2048" in message and "768" in message and "'linear'" in message
-    with pytest.raises(ValueError, match="2048"):
-        shared_dim("none", 2048, 768)

@@ -15,6 +15,7 @@ from simpleclip.train import TrainingDiverged, train
 from simpleclip.train.data import build_datasets
 from simpleclip.train.optim import make_optimizer
 from simpleclip.train.step import Towers
+from simpleclip.train.trainer import Trainer
 
 
 @pytest.fixture
@@ -71,10 +72,20 @@ def test_optimizer_groups_learning_rates_and_weight_decay(tiny_model: CLIPModel)
 
 
 def test_training_lowers_the_loss_and_beats_chance(
-    tiny_config, synthetic_root: Path, tmp_path: Path
+    tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    import simpleclip.train.trainer as train_module
+
+    flags, real_loss = [], train_module.clip_loss
+
+    def spy(*args, **kwargs):  # one loss for 1 process and N: the loop always asks to gather
+        flags.append((kwargs["gather"], kwargs["local"]))
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "clip_loss", spy)
     config = tiny_config(synthetic_root, tmp_path / "run", "train.epochs=4", "data.pairs=all")
     result = train(config, progress=False)
+    assert flags and set(flags) == {(True, False)}  # train.distributed_loss=gather
     losses = [record["train_loss"] for record in result.history]
     assert losses[-1] < 0.8 * losses[0]
     train_set, _ = build_datasets(config, result.model, synthetic_root)
@@ -90,20 +101,19 @@ def test_training_lowers_the_loss_and_beats_chance(
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
     tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import simpleclip.train.loop as train_module
 
     straight = train(tiny_config(synthetic_root, tmp_path / "a"), progress=False)
-    original = train_module._Loop.run_epoch
+    original = Trainer.run_epoch
 
     def interrupted(self, dataset, epoch, *args):
         if epoch == 1:
             raise KeyboardInterrupt  # the user pressed Ctrl-C during epoch 2
         return original(self, dataset, epoch, *args)
 
-    monkeypatch.setattr(train_module._Loop, "run_epoch", interrupted)
+    monkeypatch.setattr(Trainer, "run_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(synthetic_root, tmp_path / "b"), progress=False)
-    monkeypatch.setattr(train_module._Loop, "run_epoch", original)
+    monkeypatch.setattr(Trainer, "run_epoch", original)
     resumed = train(tiny_config(synthetic_root, tmp_path / "b"), resume=True, progress=False)
     assert [r["epoch"] for r in resumed.history] == [1, 2]
     for (name, a), (_, b) in zip(
@@ -124,7 +134,7 @@ def test_resume_refuses_a_different_model(
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
     tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import simpleclip.train.loop as train_module
+    import simpleclip.train.trainer as train_module
 
     train(tiny_config(synthetic_root, tmp_path / "n", "train.epochs=1"), progress=False)
     good = CLIPModel.load(tmp_path / "n" / "last").state_dict()

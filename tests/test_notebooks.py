@@ -5,6 +5,7 @@ A notebook that does not run is a failing test: new notebooks are picked up auto
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -15,8 +16,15 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 
-def test_there_are_notebooks() -> None:
-    assert NOTEBOOKS, f"no notebooks found in {NOTEBOOK_DIR}"
+def test_notebooks_are_the_course_table_and_each_has_a_parameters_cell() -> None:
+    readme = (NOTEBOOK_DIR.parent / "README.md").read_text()
+    listed = set(re.findall(r"^\|[^|\n]*\| `(\d\d_\w+)` \|", readme, re.M))
+    assert len(listed) >= 9, "README's course table lists no notebooks"
+    assert {p.stem for p in NOTEBOOKS} == listed  # no notebook left out of the table, none missing
+    for path in NOTEBOOKS:  # the setup cell the smoke run and papermill-style tools rely on
+        cells = nbformat.read(path, as_version=4).cells
+        tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1 and tagged[0].cell_type == "code", path.name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

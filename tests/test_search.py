@@ -181,15 +181,28 @@ def test_a_damaged_cache_file_is_rebuilt(model: CLIPModel, photos: Path, tmp_pat
     assert index.encoded == N_GOOD + 2 and len(index) == N_GOOD
 
 
+def test_an_index_written_by_an_older_version_is_ignored(
+    model: CLIPModel, photos: Path, tmp_path: Path
+) -> None:
+    cache_dir = tmp_path / "cache"
+    ImageIndex.build(model, photos, cache_dir=cache_dir, progress=False)
+    path = cache_path(photos, model_fingerprint(model), cache_dir)
+    saved = torch.load(path, weights_only=True)
+    torch.save({**saved, "version": saved["version"] - 1}, path)
+    index = ImageIndex.build(model, photos, cache_dir=cache_dir, progress=False)
+    assert index.encoded == N_GOOD + 2 and len(index) == N_GOOD
+
+
 def test_cache_off_and_default_location(
     model: CLIPModel, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SIMPLECLIP_CACHE", str(tmp_path / "default"))
-    assert default_cache_dir() == tmp_path / "default"
+    assert default_cache_dir() == tmp_path / "default" / "search"  # its own sub-folder
     ImageIndex.build(model, photos, cache=False, progress=False)
     assert not (tmp_path / "default").exists()
     ImageIndex.build(model, photos, progress=False)
-    assert len(list((tmp_path / "default").glob("*.pt"))) == 1
+    assert len(list((tmp_path / "default" / "search").glob("*.pt"))) == 1
+    assert [p.name for p in (tmp_path / "default").iterdir()] == ["search"]
 
 
 def test_a_folder_without_readable_pictures_is_a_clear_error(model, tmp_path: Path) -> None:

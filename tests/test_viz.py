@@ -1,4 +1,5 @@
-"""Every picture renders to a non-blank PNG of the size it promises; the 2-D projection is PCA."""
+"""Every picture shows the data it was given (pixels, values, colour limits) and renders to a
+non-blank PNG; the 2-D projection is PCA."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from PIL import Image
 
 from simpleclip.viz import (
@@ -34,65 +36,90 @@ def pictures(n: int, size: int = 32) -> list[np.ndarray]:
     return [rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def check_png(fig: Figure, path: Path, inches: tuple[float, float]) -> None:
-    """The canvas is ``inches`` x DPI, and so is the PNG; it is not blank."""
-    np.testing.assert_allclose(fig.get_size_inches(), inches)
-    fig.set_dpi(DPI)
-    width, height = round(inches[0] * DPI), round(inches[1] * DPI)
-    assert fig.canvas.get_width_height() == (width, height)
-    fig.savefig(path, dpi=DPI)  # no bbox_inches="tight": the size is exact
+def check_png(fig: Figure, path: Path) -> None:
+    """The figure saves to a PNG that is not blank."""
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     with Image.open(path) as png:
-        assert png.size == (width, height)
+        assert png.format == "PNG"
         assert np.asarray(png.convert("L")).std() > 5, "the picture is blank"
 
 
-def test_similarity_matrix(tmp_path: Path) -> None:
-    n = 4
-    similarity = torch.eye(n) * 0.8 + 0.1
+def test_similarity_matrix_shows_the_cosines_and_the_softmax_the_loss_sees(
+    tmp_path: Path,
+) -> None:
+    n, scale = 4, np.log(1 / 0.07)
+    similarity = torch.eye(n) * 0.8 + 0.1 + 0.05 * torch.arange(n).float()  # rows differ
     captions = [f"caption number {i}" for i in range(n)]
-    fig = plot_similarity_matrix(pictures(n), captions, similarity, logit_scale=np.log(1 / 0.07))
-    assert len(fig.axes) == 2  # cosines, then the softmax the loss sees
-    cell = 0.9  # inches per cell for n <= 10
-    check_png(fig, tmp_path / "sim.png", (2 * (n * cell + 1.5) + 3, n * cell + 2.5))
+    fig = plot_similarity_matrix(pictures(n), captions, similarity, logit_scale=scale)
+    cosines, softmax = fig.axes
+    assert cosines.get_title() == "cosine similarity"
+    assert softmax.get_title().startswith("softmax over images")
+    np.testing.assert_allclose(cosines.images[0].get_array(), similarity.numpy())
+    assert cosines.images[0].get_clim() == (-1, 1) and softmax.images[0].get_clim() == (0, 1)
+    logits = np.exp(scale) * similarity.double().numpy()
+    reference = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # row-wise softmax
+    np.testing.assert_allclose(softmax.images[0].get_array(), reference, rtol=1e-5)
+    assert [t.get_text() for t in cosines.get_yticklabels()] == captions
+    outlined = [p for p in cosines.patches if isinstance(p, Rectangle) and not p.get_fill()]
+    assert sorted(p.get_xy() for p in outlined) == [(i - 0.5, i - 0.5) for i in range(n)]
+    assert len(cosines.texts) == n * n  # every value written in its cell
+    assert len(plot_similarity_matrix(pictures(n), captions, similarity).axes) == 1
+    check_png(fig, tmp_path / "sim.png")
 
 
-def test_training_curves(tmp_path: Path) -> None:
+def test_training_curves_plot_every_step_every_epoch_and_the_temperature(
+    tmp_path: Path,
+) -> None:
     val = {d: {"R@1": 0.2, "R@5": 0.5, "R@10": 0.7} for d in ("t2i", "i2t")}
     history = [
         {"epoch": e, "step_losses": [3.0 - e, 2.9 - e], "val": val, "temperature": 0.07 - e / 100}
         for e in (1, 2, 3)
     ]
     fig = plot_training_curves(history)
+    loss_ax, recall_ax, temp_ax = fig.axes
     assert [ax.get_title() for ax in fig.axes] == [
         "training loss",
         "dev recall",
         "learned temperature",
     ]
-    assert len(fig.axes[0].lines[0].get_xdata()) == 6  # every step of every epoch
-    check_png(fig, tmp_path / "curves.png", (15, 3.8))
+    np.testing.assert_allclose(loss_ax.lines[0].get_ydata(), [2.0, 1.9, 1.0, 0.9, 0.0, -0.1])
+    assert len(recall_ax.lines) == 6  # R@1, 5, 10 in both directions
+    assert sorted(line.get_ydata()[0] for line in recall_ax.lines) == [20, 20, 50, 50, 70, 70]
+    np.testing.assert_allclose(temp_ax.lines[0].get_ydata(), [0.06, 0.05, 0.04])
+    check_png(fig, tmp_path / "curves.png")
 
 
 def test_text_to_images_grid_marks_true_matches(tmp_path: Path) -> None:
     scores = [0.9, 0.8, 0.7, 0.5, 0.4]
     labels = [f"{i}.jpg" for i in range(5)]
     correct = [False, True, False, False, False]
-    fig = plot_text_to_images("a big red circle", pictures(5), scores, labels, correct, cell=2.0)
+    images = pictures(5)
+    fig = plot_text_to_images("a big red circle", images, scores, labels, correct, cell=2.0)
     shown = [ax for ax in fig.axes if ax.images]
     assert len(shown) == 5 and len(fig.axes) == 6  # a 3 x 2 grid, the last cell empty
+    for ax, image in zip(shown, images, strict=True):  # best first, pixels untouched
+        np.testing.assert_array_equal(ax.images[0].get_array(), image)
     assert shown[0].get_title().startswith("#1  cos 0.90") and "0.jpg" in shown[0].get_title()
     assert shown[1].spines["left"].get_edgecolor() == to_rgba("tab:green")
     assert shown[0].spines["left"].get_edgecolor() == to_rgba("tab:red")
-    check_png(fig, tmp_path / "t2i.png", (3 * 2.0, 2 * 2.0 + 0.7))
+    assert "a big red circle" in fig.get_suptitle()
+    check_png(fig, tmp_path / "t2i.png")
 
 
 def test_image_to_texts_bars(tmp_path: Path) -> None:
     captions = ["a red circle", "a blue square at the top of the picture, quite big", "a star"]
-    fig = plot_image_to_texts(pictures(1)[0], captions, [0.6, 0.3, -0.1], correct=[True, 0, 0])
+    image = pictures(1)[0]
+    fig = plot_image_to_texts(image, captions, [0.6, 0.3, -0.1], correct=[True, 0, 0])
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), image)
     bars = fig.axes[1].patches
     assert [round(b.get_width(), 2) for b in bars] == [0.6, 0.3, -0.1]
     assert bars[0].get_facecolor() == to_rgba("tab:green")
-    check_png(fig, tmp_path / "i2t.png", (10, 2.5))
+    assert bars[1].get_facecolor() == to_rgba("tab:red")
+    labels = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert labels[0] == "#1 a red circle" and labels[2] == "#3 a star"
+    assert fig.axes[1].yaxis_inverted()  # the best caption on top
+    check_png(fig, tmp_path / "i2t.png")
 
 
 def test_embedding_map(tmp_path: Path) -> None:
@@ -103,9 +130,15 @@ def test_embedding_map(tmp_path: Path) -> None:
     captions = [f"caption {i}" for i in range(8)]
     fig = plot_embedding_map(image_embeds, text_embeds, caption_image, pictures(6), captions)
     ax = fig.axes[0]
+    points = project_2d(torch.cat([image_embeds, text_embeds]))
+    image_xy, text_xy = points[:6], points[6:]
     assert len(ax.lines) == 8  # one link per caption to its image
-    assert len(ax.texts) == 8
-    check_png(fig, tmp_path / "map.png", (9, 8))
+    for line, start, owner in zip(ax.lines, text_xy, caption_image, strict=True):
+        np.testing.assert_allclose(line.get_xydata(), [start, image_xy[owner]], rtol=1e-5)
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), image_xy, rtol=1e-5)
+    np.testing.assert_allclose(ax.collections[1].get_offsets(), text_xy, rtol=1e-5)
+    assert [t.get_text() for t in ax.texts] == captions
+    check_png(fig, tmp_path / "map.png")
 
 
 def test_pca_matches_an_eigendecomposition_of_the_covariance() -> None:
@@ -135,9 +168,7 @@ def test_unknown_or_unavailable_projection_is_a_clear_error() -> None:
 def test_save_figure_writes_a_png_and_closes_the_figure(tmp_path: Path) -> None:
     fig = plot_text_to_images("a query", pictures(2), [0.5, 0.4])
     path = save_figure(fig, tmp_path / "sub" / "grid.png", dpi=DPI)
+    assert path == tmp_path / "sub" / "grid.png"  # the missing folder is created
     assert not plt.fignum_exists(fig.number)
     with Image.open(path) as png:
-        width, height = png.size
-    # bbox_inches="tight" trims the empty margins, then pads 0.1 inch on each side.
-    pad = 2 * 0.1 * DPI + 1
-    assert 0.5 * 2 * 2.2 * DPI < width <= 2 * 2.2 * DPI + pad and 0 < height <= 2.9 * DPI + pad
+        assert png.format == "PNG" and np.asarray(png.convert("L")).std() > 5

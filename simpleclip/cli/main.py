@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", action="store_true", help="continue from OUT_DIR/last exactly where it stopped"
     )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in OUT_DIR (without it, or --resume, it is refused)",
+    )
     train.set_defaults(run=run_train)
 
     evaluate = commands.add_parser("eval", help="Recall@K of a checkpoint on a split")
@@ -107,31 +112,43 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument(
         "--checkpoint",
         type=Path,
-        default=None,
-        help="model folder to start with (default: the first one in --runs)",
+        action="append",
+        help="model folder to start with and allow (repeatable; default: the first in --runs-dir)",
     )
     app.add_argument(
         "--images",
         type=Path,
-        default=None,
-        help="picture folder to start with (default: the first */Images in --data)",
+        action="append",
+        help="picture folder to start with and allow (repeatable; default: the first */Images)",
     )
     app.add_argument(
+        "--runs-dir",
         "--runs",
         type=Path,
         default=Path("runs"),
-        help="checkpoints offered in the app: every model folder under it",
+        help="checkpoints offered and allowed in the app: every model folder under it",
     )
     app.add_argument(
+        "--data-dir",
         "--data",
         type=Path,
         default=Path("data"),
-        help="picture folders offered in the app: each DATA/*/Images",
+        help="picture folders offered in the app (each DATA_DIR/*/Images); all under it allowed",
     )
     app.add_argument(
         "--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 opens it to your network"
     )
     app.add_argument("--port", type=int, default=7860, help="port to listen on")
+    app.add_argument(
+        "--allow-any-path",
+        action="store_true",
+        help="let the page open any folder or checkpoint this process can read (see docs/app.md)",
+    )
+    app.add_argument(
+        "--i-know-this-exposes-files",
+        action="store_true",
+        help="needed with --allow-any-path on a --host other than 127.0.0.1",
+    )
     app.set_defaults(run=run_app)
 
     # Listed here; its options live next to the check and are parsed there (see main), so
@@ -186,7 +203,7 @@ def run_train(args: argparse.Namespace) -> int:
     frozen = frozen if args.frozen or args.cache_features else []
     frozen += ["train.cache_features=true"] if args.cache_features else []
     config = load_config(args.config, [*frozen, *args.overrides])
-    result = train(config, resume=args.resume)
+    result = train(config, resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for everyone
         return 0
     if result.history and result.history[-1]["val"] is not None:
@@ -198,30 +215,20 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     import json
 
-    from simpleclip.data import CaptionDataset, build_transforms, load_split
-    from simpleclip.data.dataset import find_images_dir
-    from simpleclip.evaluate import evaluate, format_recall_table
+    from simpleclip.evaluate import eval_split, evaluate, format_recall_table
     from simpleclip.train.device import select_device
 
     if args.baseline:
         from simpleclip.evaluate.baseline import load_baseline
 
         model = load_baseline(args.baseline)
-        preprocessing, max_length = model.preprocessing, model.max_length
         out = args.out or Path(f"metrics_baseline_{args.split}.json")
     else:
         from simpleclip.model import CLIPModel
 
         model = CLIPModel.load(args.checkpoint)
-        preprocessing, max_length = model.image_encoder.preprocessing, model.config.data.max_length
         out = args.out or args.checkpoint / f"metrics_{args.split}.json"
-    dataset = CaptionDataset(
-        load_split(args.data, None if args.split == "all" else args.split),
-        find_images_dir(args.data),
-        model.tokenizer,
-        build_transforms(preprocessing, train=False),
-        max_length=max_length,
-    )
+    dataset = eval_split(model, args.data, args.split)
     model.to(select_device("auto"))  # encoding a split is the slow part: use the GPU if any
     start = time.perf_counter()
     metrics = evaluate(model, dataset)
@@ -237,13 +244,20 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_app(args: argparse.Namespace) -> int:
     from simpleclip.app import ClipApp, launch
+    from simpleclip.app_access import check_exposure, exposure_line
 
-    app = ClipApp(args.runs, args.data, checkpoint=args.checkpoint, images=args.images)
-    print(
-        f"Serving on http://{args.host}:{args.port} (Ctrl-C stops it). Checkpoints: "
-        f"{len(app.checkpoints)}, picture folders: {len(app.folders)}."
+    exposed = args.i_know_this_exposes_files
+    check_exposure(args.host, args.allow_any_path, exposed)
+    app = ClipApp(
+        args.runs_dir,
+        args.data_dir,
+        checkpoint=args.checkpoint,
+        images=args.images,
+        allow_any_path=args.allow_any_path,
     )
-    launch(app, host=args.host, port=args.port)
+    print(exposure_line(args.host, args.port, app.access))
+    print(f"Checkpoints offered: {len(app.checkpoints)}, picture folders: {len(app.folders)}.")
+    launch(app, host=args.host, port=args.port, i_know_this_exposes_files=exposed)
     return 0
 
 

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cache-dir",
         type=Path,
         default=None,
-        help="where indexes are cached (default: $SIMPLECLIP_CACHE or ~/.cache/simpleclip/search)",
+        help="index cache folder (default: $SIMPLECLIP_CACHE/search or ~/.cache/simpleclip/search)",
     )
     parser.add_argument("--no-cache", action="store_true", help="encode everything again")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 COLUMNS = ["image", "caption_id", "caption"]
+_REPORTED: set[tuple[str, str, int]] = set()  # missing-image causes already warned about
 
 
 class CaptionFormatError(ValueError):
@@ -34,7 +35,8 @@ def read_captions(path: str | Path, images_dir: str | Path | None = None) -> pd.
     Args:
         path: ``captions.txt`` (CSV) or ``Flickr8k.token.txt`` (tab-separated).
         images_dir: if given, rows whose image file is not in this folder are dropped, with one
-            warning that counts them, so a partial download still works.
+            warning that counts them, so a partial download still works. The warning is given
+            once per process for the same file, folder and count (one run reads every split).
 
     Returns:
         A DataFrame with columns ``image``, ``caption_id`` (0-4, the caption's number for its
@@ -98,11 +100,14 @@ def _drop_missing_images(table: pd.DataFrame, images_dir: Path, path: Path) -> p
         raise FileNotFoundError(f"Images folder not found: {images_dir}")
     present = set(os.listdir(images_dir))
     keep = table["image"].isin(present)
-    if not keep.all():
-        missing = table.loc[~keep, "image"]
+    missing = table.loc[~keep, "image"]
+    # A run reads the same caption file once per split: say it once per (file, folder, count).
+    cause = (str(path.resolve()), str(images_dir.resolve()), len(missing))
+    if len(missing) and cause not in _REPORTED:
+        _REPORTED.add(cause)
         warnings.warn(
             f"{len(missing)} captions of {missing.nunique()} images listed in {path.name} have "
-            f"no file in {images_dir} and were dropped (a partial download?).",
+            f"no file in {images_dir} and were dropped (a partial download?); said once per run.",
             stacklevel=3,  # point at the caller of read_captions
         )
     return table[keep].reset_index(drop=True)

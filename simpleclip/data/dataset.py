@@ -24,13 +24,14 @@ import torch
 from torch.utils.data import Dataset
 
 from simpleclip.data.captions import read_captions
-from simpleclip.data.images import find_unreadable_images, load_rgb
+from simpleclip.data.images import SKIP_HINT, find_unreadable_images, load_rgb
 from simpleclip.data.splits import canonical_split, split_images
 from simpleclip.data.transforms import ImagePreprocessing, build_transforms
 
 CAPTION_FILES = ("captions.txt", "Flickr8k.token.txt")  # Kaggle, then original
 IMAGE_DIRS = ("Images", "Flicker8k_Dataset", "Flickr8k_Dataset")  # the original zip's typo
 Pairs = Literal["all", "one_per_image"]
+MAX_NAMED = 20  # bad pictures named in the skip warning; the count covers all of them
 
 
 def find_captions_file(root: str | Path) -> Path:
@@ -78,8 +79,9 @@ class CaptionDataset(Dataset):
         transform: albumentations pipeline (``build_transforms``); default: eval, ImageNet.
         pairs: ``"all"`` or ``"one_per_image"`` (see the module docstring).
         max_length: truncate captions to this many tokens (default: the tokenizer's limit).
-        skip_bad_images: drop missing or undecodable images (one warning that counts them)
-            instead of raising. Decodes every image once, so it costs a pass over the data.
+        skip_bad_images: drop missing or undecodable images (one warning that counts and
+            names them) instead of raising. Decodes every image once, so it costs a pass over
+            the data.
         seed: seeds the caption choice of ``one_per_image``.
     """
 
@@ -126,12 +128,18 @@ class CaptionDataset(Dataset):
             readable = [n for n in names if n in present]
             bad += [p.name for p in find_unreadable_images(self.images_dir / n for n in readable)]
             if bad:
-                warnings.warn(f"Skipped {len(bad)} missing or unreadable images.", stacklevel=3)
+                shown = ", ".join(bad[:MAX_NAMED]) + (" ..." if len(bad) > MAX_NAMED else "")
+                warnings.warn(
+                    f"Skipped {len(bad)} missing or unreadable images (missing, empty or "
+                    f"truncated files) in {self.images_dir}: {shown}",
+                    stacklevel=3,
+                )
             return captions[~captions["image"].isin(set(bad))].reset_index(drop=True)
         if bad:
             raise FileNotFoundError(
                 f"{len(bad)} images are missing from {self.images_dir}, e.g. {bad[:3]}. "
-                "Pass images_dir to read_captions to drop them, or skip_bad_images=True."
+                "Pass images_dir to read_captions to drop them, or skip them: "
+                f"{SKIP_HINT}."
             )
         return captions
 

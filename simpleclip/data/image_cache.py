@@ -2,9 +2,10 @@
 
 Decoding a JPEG and resizing it costs more than a small model's step, and a training run does
 it once per picture per epoch. Here each picture is decoded once, resized to the encoder's
-input resolution (resize the short side, centre crop, exactly like the eval transform) and
-stored as uint8 in one memory-mapped ``.npy`` file under the data folder. Training then reads
-rows of that array and finishes the work on whole batches, on the GPU when there is one:
+input resolution by the eval transform's own ``transforms.resize_and_crop`` (so a picture
+seen in training without augmentation is the very picture evaluation scores) and stored as
+uint8 in one memory-mapped ``.npy`` file under the data folder. Training then reads rows of
+that array and finishes the work on whole batches, on the GPU when there is one:
 random resized crops (``torchvision.ops.roi_align``), brightness/contrast/saturation jitter
 (never hue, never flips: captions name colours and sides) and normalisation.
 Measured in ``benchmarks/train_throughput.py``.
@@ -12,25 +13,20 @@ Measured in ``benchmarks/train_throughput.py``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
+from simpleclip.cache import digest, file_stamp
 from simpleclip.data.images import load_rgb
-from simpleclip.data.transforms import ImagePreprocessing
+from simpleclip.data.transforms import ImagePreprocessing, resize_and_crop
 
-_PIL_RESAMPLE = {
-    "nearest": Image.NEAREST,
-    "bilinear": Image.BILINEAR,
-    "bicubic": Image.BICUBIC,
-    "area": Image.BOX,
-}
+# Bump when the resize changes, so caches of the old pixels are rebuilt, not reused.
+RESIZE_VERSION = 2
 
 
 def build_image_cache(
@@ -42,36 +38,24 @@ def build_image_cache(
     """Decode and resize every image once; return a read-only (N, S, S, 3) uint8 memmap.
 
     The file name holds a digest of the image files (names, sizes, modification times) and of
-    the preprocessing, so a changed picture or another encoder gets a new cache.
+    the preprocessing (and of ``RESIZE_VERSION``), so a changed picture, another encoder or a
+    new resize gets a new cache.
     """
     images_dir = Path(images_dir)
-    digest = hashlib.sha256(repr((pre.input_size, pre.crop_pct, pre.interpolation)).encode())
-    for name in image_names:
-        stat = (images_dir / name).stat()
-        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    path = Path(cache_dir) / f"images-{pre.input_size}px-{digest.hexdigest()[:20]}.npy"
+    key = (RESIZE_VERSION, pre.input_size, pre.crop_pct, pre.interpolation)
+    stamps = [f"{name}:{file_stamp(images_dir / name)}" for name in image_names]
+    path = Path(cache_dir) / f"images-{pre.input_size}px-{digest(repr(key), *stamps)[:20]}.npy"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npy")
         size = pre.input_size
         array = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(image_names), size, size, 3))
         for row, name in enumerate(tqdm(image_names, desc="caching images", leave=False)):
-            array[row] = resize_and_crop(load_rgb(images_dir / name), pre)
+            array[row] = resize_and_crop(np.asarray(load_rgb(images_dir / name)), pre)
         array.flush()
         del array
         tmp.replace(path)  # a reader never sees a half-written cache
     return np.load(path, mmap_mode="r")
-
-
-def resize_and_crop(image: Image.Image, pre: ImagePreprocessing) -> np.ndarray:
-    """The eval transform's geometry: short side to size / crop_pct, centre square crop."""
-    short = max(pre.input_size, round(pre.input_size / pre.crop_pct))
-    scale = short / min(image.size)
-    width, height = max(short, round(image.width * scale)), max(short, round(image.height * scale))
-    image = image.resize((width, height), _PIL_RESAMPLE[pre.interpolation])
-    left, top = (width - pre.input_size) // 2, (height - pre.input_size) // 2
-    box = (left, top, left + pre.input_size, top + pre.input_size)
-    return np.asarray(image.crop(box))
 
 
 class BatchAugment:

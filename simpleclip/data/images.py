@@ -13,6 +13,9 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+# How to skip unreadable pictures instead of failing, from the command line and from Python.
+SKIP_HINT = "--set data.skip_bad_images=true (simpleclip train), skip_bad_images=True (Python)"
+
 
 class ImageLoadError(RuntimeError):
     """An image file that is missing, truncated or not an image; the message names it."""
@@ -28,17 +31,18 @@ def load_rgb(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()  # decode now, so a truncated file fails here and not later
-            return _to_rgb(image)
+            return to_rgb(image)
     except FileNotFoundError as err:
-        raise ImageLoadError(f"Image file not found: {path}") from err
+        raise ImageLoadError(f"Image file not found: {path}. To skip it: {SKIP_HINT}.") from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ImageLoadError(
-            f"Cannot decode image {path}: {err}. Re-download it, delete it, or pass "
-            "skip_bad_images=True to skip unreadable images."
+            f"Cannot decode image {path}: {err}. Re-download it, delete it, or skip "
+            f"unreadable images: {SKIP_HINT}."
         ) from err
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB; transparent pixels composited onto white (for in-memory images)."""
     has_alpha = image.mode in ("RGBA", "LA", "PA") or (
         image.mode == "P" and "transparency" in image.info
     )

@@ -5,24 +5,42 @@ The encoder decides the input size, the normalisation and the interpolation
 dataset only applies them. Train transforms add mild augmentation; eval transforms are
 deterministic. Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 
+One resize serves every path: ``resize_and_crop`` (short side to ``input_size / crop_pct``,
+then a centre square) makes the eval view, the image cache's training pictures
+(``simpleclip.data.image_cache``) and pretrained CLIP's input (``simpleclip.clip_arch``), so a
+model is trained and scored on the same pixels. It resizes with PIL, as timm's eval transform
+and OpenAI's CLIP do: PIL widens its filter when shrinking, so a 500x375 photo is
+antialiased on its way to 224 px instead of aliased as OpenCV's cubic resize would.
+
 Two augmentations are left out on purpose, because they make true captions false:
 a horizontal flip ("a dog on the left" becomes wrong) and a hue shift ("a red ball" turns blue).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import albumentations as A
 import cv2
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
+from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_INTERPOLATIONS = {
+# PIL filters for the one resize; their support grows with the shrink factor (antialiasing).
+_PIL_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "area": Image.Resampling.BOX,
+}
+# OpenCV flags for the training crop, which only enlarges (no antialiasing needed).
+_CV2_FLAGS = {
     "nearest": cv2.INTER_NEAREST,
     "bilinear": cv2.INTER_LINEAR,
     "bicubic": cv2.INTER_CUBIC,
@@ -41,16 +59,74 @@ class ImagePreprocessing:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bicubic"  # one of nearest, bilinear, bicubic, area
-    crop_pct: float = 0.875  # eval: resize the short side to input_size / crop_pct, then crop
+    crop_pct: float = 0.875  # resize the short side to floor(input_size / crop_pct), then crop
 
     def __post_init__(self) -> None:
-        if self.interpolation not in _INTERPOLATIONS:
+        if self.interpolation not in _PIL_FILTERS:
             raise ValueError(
-                f"Unknown interpolation {self.interpolation!r}; "
-                f"use one of {sorted(_INTERPOLATIONS)}."
+                f"Unknown interpolation {self.interpolation!r}; use one of {sorted(_PIL_FILTERS)}."
             )
         if not 0 < self.crop_pct <= 1:
             raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}.")
+
+
+def resize_short_side(image: np.ndarray, short_side: int, interpolation: str) -> np.ndarray:
+    """Scale a uint8 HWC picture so its shorter side is ``short_side``, keeping its aspect.
+
+    The longer side is truncated, not rounded, as ``torchvision.transforms.Resize`` does: timm's
+    and OpenAI CLIP's pretrained weights saw exactly these pixels (bicubic for CLIP).
+    """
+    height, width = image.shape[:2]
+    if height <= width:  # PIL sizes are (width, height)
+        size = (int(short_side * width / height), short_side)
+    else:
+        size = (short_side, int(short_side * height / width))
+    if size == (width, height):
+        return image
+    return np.asarray(Image.fromarray(image).resize(size, _PIL_FILTERS[interpolation]))
+
+
+def center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size`` x ``size`` square (offsets rounded like torchvision's)."""
+    height, width = image.shape[:2]
+    top, left = round((height - size) / 2), round((width - size) / 2)
+    return image[top : top + size, left : left + size]
+
+
+def resize_and_crop(image: np.ndarray | Image.Image, pre: ImagePreprocessing) -> np.ndarray:
+    """The eval view's geometry, shared by every path: (H, W, 3) uint8 -> (S, S, 3) uint8.
+
+    The short side goes to ``floor(input_size / crop_pct)`` (timm's rule; ``crop_pct=1`` is
+    CLIP's), then the centre square of side ``input_size`` is kept.
+    """
+    size = pre.input_size
+    short_side = max(size, math.floor(size / pre.crop_pct))
+    resized = resize_short_side(np.asarray(image), short_side, pre.interpolation)
+    return np.ascontiguousarray(center_crop(resized, size))
+
+
+class ResizeAndCrop(A.ImageOnlyTransform):
+    """``resize_and_crop`` as an albumentations step (always applied)."""
+
+    class InitSchema(A.ImageOnlyTransform.InitSchema):
+        input_size: int
+        crop_pct: float
+        interpolation: str
+
+    def __init__(
+        self, input_size: int, crop_pct: float, interpolation: str, p: float = 1.0
+    ) -> None:
+        super().__init__(p=p)
+        self.input_size, self.crop_pct, self.interpolation = input_size, crop_pct, interpolation
+        self.geometry = ImagePreprocessing(
+            input_size=input_size, crop_pct=crop_pct, interpolation=interpolation
+        )
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return resize_and_crop(img, self.geometry)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("input_size", "crop_pct", "interpolation")
 
 
 def build_transforms(
@@ -60,6 +136,10 @@ def build_transforms(
     color_jitter: float = 0.2,
 ) -> A.Compose:
     """Albumentations pipeline from a uint8 HWC RGB array to a normalised CHW float tensor.
+
+    Both pipelines start from the eval view (``resize_and_crop``); training then takes a random
+    crop of that square, as ``image_cache.BatchAugment`` does on cached pictures, so decoded and
+    cached training see the same pictures, and without augmentation both equal the eval view.
 
     Args:
         pre: the encoder's preprocessing.
@@ -73,20 +153,16 @@ def build_transforms(
         A callable: ``transform(image=array)["image"]`` is a (3, S, S) float tensor.
     """
     size = pre.input_size
-    interpolation = _INTERPOLATIONS[pre.interpolation]
+    steps: list[A.BasicTransform] = [ResizeAndCrop(size, pre.crop_pct, pre.interpolation)]
     if train:
-        steps: list[A.BasicTransform] = [
-            A.RandomResizedCrop(size=(size, size), scale=crop_scale, interpolation=interpolation)
-        ]
+        steps.append(
+            A.RandomResizedCrop(
+                size=(size, size), scale=crop_scale, interpolation=_CV2_FLAGS[pre.interpolation]
+            )
+        )
         if color_jitter > 0:
             j = color_jitter
             steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=0.0, p=0.8))
-    else:
-        resize_to = max(size, round(size / pre.crop_pct))
-        steps = [
-            A.SmallestMaxSize(max_size=resize_to, interpolation=interpolation),
-            A.CenterCrop(height=size, width=size),
-        ]
     steps += [A.Normalize(mean=pre.mean, std=pre.std, max_pixel_value=255.0), ToTensorV2()]
     return A.Compose(steps)
 

@@ -98,7 +98,10 @@ class TinyCNN(nn.Module):
 
 
 def create_backbone(
-    model_name: str, pretrained: bool = True, weights: str | Path | None = None
+    model_name: str,
+    pretrained: bool = True,
+    weights: str | Path | None = None,
+    num_classes: int = 0,
 ) -> nn.Module:
     """Build a preset or any timm model without its classifier, so it outputs features.
 
@@ -108,6 +111,8 @@ def create_backbone(
         pretrained: load ImageNet weights (downloads once into the Hugging Face cache).
         weights: with ``pretrained``, read them from this local file (timm key names,
             safetensors or PyTorch) instead of the hub.
+        num_classes: 0 (CLIP's case) drops the ImageNet classifier; 1000 keeps it, to look at
+            what the pretrained network recognises (notebook 02).
 
     Returns:
         A module with ``num_features`` whose forward gives pooled features.
@@ -127,22 +132,32 @@ def create_backbone(
     if not timm.is_model(timm_name):  # checked first so a typo fails fast, even offline
         raise EncoderLoadError(_unknown_name_message(model_name))
     if weights is not None and pretrained:
-        return _backbone_from_file(model_name, timm_name, weights, kwargs)
+        return _backbone_from_file(model_name, timm_name, weights, kwargs, num_classes)
     try:
-        return timm.create_model(timm_name, pretrained=pretrained, num_classes=0, **kwargs)
+        return timm.create_model(
+            timm_name, pretrained=pretrained, num_classes=num_classes, **kwargs
+        )
     except (OSError, RuntimeError) as err:
         raise EncoderLoadError(_download_failed_message(model_name)) from err
 
 
 def _backbone_from_file(
-    model_name: str, timm_name: str, weights: str | Path, kwargs: dict[str, Any]
+    model_name: str,
+    timm_name: str,
+    weights: str | Path,
+    kwargs: dict[str, Any],
+    num_classes: int = 0,
 ) -> nn.Module:
     """timm's own pretrained loading, pointed at a local file; a readable error if it misfits."""
     file = weights_file(weights, model_name)
     overlay = {**kwargs.pop("pretrained_cfg_overlay", {}), "file": str(file)}
     try:
         return timm.create_model(
-            timm_name, pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay, **kwargs
+            timm_name,
+            pretrained=True,
+            num_classes=num_classes,
+            pretrained_cfg_overlay=overlay,
+            **kwargs,
         )
     except (RuntimeError, KeyError, ValueError) as err:
         model = timm.create_model(timm_name, pretrained=False, **kwargs)  # with its classifier

@@ -1,6 +1,7 @@
 """Step 7 of the course: how good is a trained CLIP? Taught in ``notebooks/07_evaluation.ipynb``.
 
-- ``retrieval``: Recall@K in both directions, the standard Flickr8k measure;
+- ``retrieval``: the split a model is scored on (``eval_split``) and Recall@K in both
+  directions, the standard Flickr8k measure;
 - ``figures``: the evaluation pictures of a model on a test split (similarity matrix, retrieval
   grids, worst failures);
 - ``baseline``: OpenAI's pretrained CLIP, zero-shot on the same split, for comparison.
@@ -10,6 +11,7 @@ from simpleclip.evaluate.retrieval import (
     KS,
     Embeddings,
     compute_embeddings,
+    eval_split,
     evaluate,
     format_recall_table,
     recall_from_ranks,
@@ -21,6 +23,7 @@ __all__ = [
     "KS",
     "Embeddings",
     "compute_embeddings",
+    "eval_split",
     "evaluate",
     "format_recall_table",
     "recall_from_ranks",

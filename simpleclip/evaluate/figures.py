@@ -16,7 +16,6 @@ import torch
 
 from simpleclip.data import CaptionDataset, denormalize
 from simpleclip.evaluate.retrieval import Embeddings, retrieval_ranks
-from simpleclip.loss import MAX_LOGIT_SCALE
 from simpleclip.model import CLIPModel
 from simpleclip.viz import (
     plot_image_to_texts,
@@ -34,7 +33,7 @@ def first_captions(dataset: CaptionDataset) -> list[int]:
 
 def picture(dataset: CaptionDataset, model: CLIPModel, index: int) -> np.ndarray:
     """Image ``index`` as the model saw it (resized, cropped), as HWC uint8."""
-    return denormalize(dataset.load_image(index), model.image_encoder.preprocessing)
+    return denormalize(dataset.load_image(index), model.preprocessing)
 
 
 def draw_similarity_matrix(
@@ -48,7 +47,7 @@ def draw_similarity_matrix(
         [picture(dataset, model, i) for i in range(n)],
         [dataset.captions[c] for c in captions],
         similarity,
-        logit_scale=float(model.logit_scale.detach().clamp(max=MAX_LOGIT_SCALE)),
+        logit_scale=model.scale.log().item(),  # the loss's capped scale
     )
     return save_figure(figure, path)
 

@@ -1,6 +1,7 @@
 """Retrieval evaluation: Recall@K in both directions, the standard way for Flickr8k.
 
-Each image of a split is encoded once and each caption once. Then:
+``eval_split`` reads a split the way the model expects it (its own eval transform, tokenizer and
+caption length). Each image of it is encoded once and each caption once. Then:
 
 * text -> image: every caption ranks all images; a hit if its own image is in the top K.
 * image -> text: every image ranks all captions; a hit if any of its 5 captions is in the top K.
@@ -12,14 +13,13 @@ chunks, so memory stays bounded for large splits. Taught in ``notebooks/07_evalu
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from simpleclip.data import CaptionDataset
+from simpleclip.data import CaptionDataset, build_transforms, find_images_dir, load_split
+from simpleclip.inference import caption_batches, embed_images, embed_texts
 
 KS = (1, 5, 10)
 
@@ -33,7 +33,32 @@ class Embeddings:
     caption_image: torch.Tensor  # (N_captions,) index of each caption's image
 
 
-@torch.no_grad()
+def eval_split(
+    model: torch.nn.Module,
+    root: str | Path,
+    split: str | None = "test",
+    skip_bad_images: bool = False,
+) -> CaptionDataset:
+    """A split as the model is scored on it: its own eval transform, tokenizer and caption length.
+
+    Args:
+        model: a ``CLIPModel`` or the pretrained baseline (both have ``preprocessing``,
+            ``tokenizer`` and ``max_length``).
+        root: the dataset folder.
+        split: ``"train"``, ``"dev"`` (or ``"val"``), ``"test"``; ``"all"`` or None for every
+            image.
+        skip_bad_images: leave out missing or undecodable pictures instead of failing.
+    """
+    return CaptionDataset(
+        load_split(root, None if split in (None, "all") else split),
+        find_images_dir(root),
+        model.tokenizer,
+        build_transforms(model.preprocessing, train=False),
+        max_length=model.max_length,
+        skip_bad_images=skip_bad_images,
+    )
+
+
 def compute_embeddings(
     model: torch.nn.Module,
     dataset: CaptionDataset,
@@ -41,32 +66,11 @@ def compute_embeddings(
     num_workers: int = 0,
     progress: bool = False,
 ) -> Embeddings:
-    """Encode a split with ``model.encode_image`` / ``model.encode_text`` (eval mode, no grad).
-
-    On CUDA this runs under bf16 autocast; embeddings come back as float32 on the CPU.
-    """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    )
-    images = DataLoader(dataset.images(), batch_size=batch_size, num_workers=num_workers)
-    image_chunks, text_chunks = [], []
-    with autocast:
-        for batch in tqdm(images, desc="encoding images", disable=not progress, leave=False):
-            image_chunks.append(model.encode_image(batch.to(device)).float().cpu())
-        for start in range(0, len(dataset.captions), batch_size):
-            stop = min(start + batch_size, len(dataset.captions))
-            batch = dataset.collate_text(range(start, stop))
-            embeds = model.encode_text(
-                batch["input_ids"].to(device), batch["attention_mask"].to(device)
-            )
-            text_chunks.append(embeds.float().cpu())
-    model.train(was_training)
-    return Embeddings(
-        torch.cat(image_chunks), torch.cat(text_chunks), torch.tensor(dataset.caption_image)
-    )
+    """Encode each image and each caption of a split once, with ``simpleclip.inference``'s
+    rule (eval mode, no gradients, autocast on CUDA); float32 embeddings on the CPU."""
+    images = embed_images(model, dataset.images(), batch_size, num_workers, progress=progress)
+    texts = embed_texts(model, caption_batches(dataset, batch_size), progress=progress)
+    return Embeddings(images, texts, torch.tensor(dataset.caption_image))
 
 
 def retrieval_ranks(

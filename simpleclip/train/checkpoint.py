@@ -1,9 +1,11 @@
-"""Checkpoint folders that are never half-written.
+"""Checkpoint folders that are never half-written, and the random state a resume needs.
 
 A folder is first written under a temporary name, then swapped in with renames: the old
 version is moved aside, the new one takes its name, the old one is deleted. Whenever the
 process dies, either ``DIR`` or ``DIR.old`` is a complete checkpoint, and
-``readable_directory`` finds it. Used by ``CLIPModel.save`` and the trainer.
+``readable_directory`` finds it. Used by ``CLIPModel.save`` and the trainer, which also saves
+every rank's CPU RNG state (``gather_rng_states``) so a resumed run draws the same dropout
+masks and augmentations as an uninterrupted one. Taught in ``notebooks/06_training.ipynb``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from simpleclip.train.distributed import rank, world_size
 
 
 @contextmanager
@@ -57,3 +65,27 @@ def readable_directory(directory: str | Path, required: str) -> Path:
         f"No checkpoint in {directory}: expected {directory / required}. Point to a folder "
         "written by CLIPModel.save or `simpleclip train` (e.g. runs/demo/model)."
     )
+
+
+def gather_rng_states() -> torch.Tensor:
+    """Every rank's CPU RNG state, for a checkpoint that resumes each rank bit-exactly.
+
+    A collective under torchrun: every rank must call it, though only rank 0 saves.
+
+    Shapes: -> (N ranks, state bytes), uint8, on the CPU.
+    """
+    state = torch.get_rng_state()
+    if world_size() == 1:
+        return state[None]
+    states: list[Any] = [None] * world_size()
+    dist.all_gather_object(states, state)  # works for gloo and NCCL, on CPU tensors
+    return torch.stack(states)
+
+
+def restore_rng_state(states: torch.Tensor) -> None:
+    """Restore this rank's row of ``gather_rng_states``; another number of ranks gets row 0.
+
+    With a different number of ranks the run goes on, but it is no longer bit-exact.
+    """
+    row = states[rank()] if len(states) == world_size() else states[0]
+    torch.set_rng_state(row.clone())  # a copy: torch 2.14 crashes on a row with a storage offset

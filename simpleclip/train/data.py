@@ -4,7 +4,7 @@
 training and validation splits with the image encoder's own preprocessing, and serve training
 pairs from the fastest source that gives the same result: cached encoder features when both
 encoders are frozen, else pictures pre-resized once into a uint8 cache. Caches live beside the
-data, or in the user's cache for read-only data (``simpleclip.data.cache_dir``).
+data, or in the user's cache for read-only data (``simpleclip.cache.data_cache_dir``).
 Taught in ``notebooks/06_training.ipynb``.
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from simpleclip.cache import data_cache_dir
 from simpleclip.config import Config
 from simpleclip.data import CaptionDataset, build_transforms, load_split, make_synthetic
-from simpleclip.data.cache_dir import data_cache_dir
 from simpleclip.data.dataset import find_images_dir
 from simpleclip.data.image_cache import build_image_cache
-from simpleclip.evaluate import evaluate, retrieval_metrics
+from simpleclip.evaluate import eval_split, evaluate, retrieval_metrics
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.tokenizer import train_wordpiece_tokenizer
 from simpleclip.train.features import FeatureDataset, cached_features, embed_features
@@ -41,11 +41,17 @@ def build_datasets(
     image encoder's own preprocessing; no validation set when ``val_split`` is ``"none"``.
 
     With cached features the train set uses the eval transform: features are computed once.
+    With ``data.skip_bad_images`` unreadable pictures are left out of both sets (and so out of
+    the image and feature caches, which are built from ``image_names``).
     """
     pre = model.image_encoder.preprocessing
     augment = not config.train.cache_features
     train_tf = build_transforms(pre, augment, config.data.crop_scale, config.data.color_jitter)
-    common = {"tokenizer": model.tokenizer, "max_length": config.data.max_length}
+    common = {
+        "tokenizer": model.tokenizer,
+        "max_length": config.data.max_length,
+        "skip_bad_images": config.data.skip_bad_images,
+    }
     images = find_images_dir(root)
     train_set = CaptionDataset(
         load_split(root, config.data.train_split),
@@ -57,12 +63,7 @@ def build_datasets(
     )
     if config.data.val_split == NO_VALIDATION:
         return train_set, None
-    dev_set = CaptionDataset(
-        load_split(root, config.data.val_split),
-        images,
-        transform=build_transforms(pre, False),
-        **common,
-    )
+    dev_set = eval_split(model, root, config.data.val_split, config.data.skip_bad_images)
     return train_set, dev_set
 
 

@@ -14,7 +14,8 @@ the memory of a small one, in three passes:
 The price is one more forward pass per micro-batch (roughly a third more compute, as a
 backward costs about two forwards).
 Under torchrun, step 2's loss gathers all ranks' embeddings, and DDP averages the gradients
-once, at the last micro-batch (``no_sync`` before it). BatchNorm layers see micro-batch
+once, at the last micro-batch (``no_sync`` before it; the towers are compiled before they are
+wrapped in DDP, so the wrapper the loop holds is the DDP). BatchNorm layers see micro-batch
 statistics (and update their running statistics twice per micro-batch): exact equality
 holds for encoders without BatchNorm, such as ViTs and transformers.
 References: Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory
@@ -33,7 +34,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from simpleclip.config import TrainConfig
-from simpleclip.train.distributed import mean_over_ranks
+from simpleclip.train.distributed import mean_over_ranks, world_size
 
 # (image_embeds, text_embeds, batch) -> 0-d loss; the batch supplies the ids.
 LossFn = Callable[[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
@@ -154,10 +155,19 @@ def split_batch(batch: dict[str, torch.Tensor], size: int) -> list[dict[str, tor
 
 
 def _sync_gradients_if(sync: bool, towers: nn.Module) -> AbstractContextManager:
-    """DDP averages gradients in every backward unless told not to: only once, at the end."""
-    if sync or not isinstance(towers, DistributedDataParallel):
+    """DDP averages gradients in every backward unless told not to: only once, at the end.
+
+    Several ranks without an outer DDP are refused: ``torch.compile`` applied after wrapping
+    hides the DDP, which then silently all-reduces after every micro-batch.
+    """
+    if not isinstance(towers, DistributedDataParallel):
+        if world_size() > 1:
+            raise TypeError(
+                f"With {world_size()} ranks the towers must be a DistributedDataParallel (compile "
+                f"first, wrap second: distributed.wrap(torch.compile(...))), not {type(towers)}."
+            )
         return nullcontext()
-    return towers.no_sync()  # gradients accumulate locally until the synced backward
+    return nullcontext() if sync else towers.no_sync()  # grads stay local until the last one
 
 
 def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from simpleclip.data import build_transforms, load_rgb
-from simpleclip.loss import MAX_LOGIT_SCALE
-from simpleclip.search import encode_texts
+from simpleclip.inference import embed_images, embed_texts
 
 BARE = ("{}",)  # the class name alone
 SINGLE = ("a photo of a {}.",)  # the CLIP paper's default prompt
@@ -114,7 +113,6 @@ class ZeroShotClassifier:
         ]
 
 
-@torch.no_grad()
 def build_classifier(
     model: torch.nn.Module, classes: Sequence[str], templates: Sequence[str] = SINGLE
 ) -> ZeroShotClassifier:
@@ -137,12 +135,10 @@ def build_classifier(
     if not templates or any(t.count("{}") != 1 for t in templates):
         raise ValueError(f"Every template needs exactly one {{}} for the class name: {templates}.")
     texts = [fill_template(t, c) for c in classes for t in templates]
-    embeds = encode_texts(model, texts).view(len(classes), len(templates), -1)  # (C, T, E)
-    scale = model.logit_scale.detach().clamp(max=MAX_LOGIT_SCALE).exp().item()
-    return ZeroShotClassifier(classes, ensemble_embeddings(embeds), scale)
+    embeds = embed_texts(model, texts).view(len(classes), len(templates), -1)  # (C, T, E)
+    return ZeroShotClassifier(classes, ensemble_embeddings(embeds), model.scale.item())
 
 
-@torch.no_grad()
 def encode_pictures(
     model: torch.nn.Module, pictures: Sequence[Picture] | torch.Tensor, batch_size: int = 64
 ) -> torch.Tensor:
@@ -155,20 +151,16 @@ def encode_pictures(
 
     Shapes: N pictures or (N, 3, S, S) -> (N, E) float32 on the CPU.
     """
-    device = next(model.parameters()).device
-    transform = build_transforms(model.image_encoder.preprocessing, train=False)
-    was_training = model.training
-    model.eval()
-    chunks = []
-    for start in range(0, len(pictures), batch_size):
-        batch = pictures[start : start + batch_size]
-        if not isinstance(batch, torch.Tensor):
-            batch = torch.stack([transform(image=_rgb_array(p))["image"] for p in batch])
-        chunks.append(model.encode_image(batch.to(device)).float().cpu())
-    model.train(was_training)
-    if not chunks:
+    if not len(pictures):
         raise ValueError("No pictures to encode.")
-    return torch.cat(chunks)
+    if isinstance(pictures, torch.Tensor):
+        return embed_images(model, pictures, batch_size)
+    transform = build_transforms(model.image_encoder.preprocessing, train=False)
+    batches = (
+        torch.stack([transform(image=_rgb_array(p))["image"] for p in pictures[i : i + batch_size]])
+        for i in range(0, len(pictures), batch_size)
+    )
+    return embed_images(model, batches)
 
 
 def _rgb_array(picture: Picture) -> np.ndarray:

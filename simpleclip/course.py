@@ -1,0 +1,174 @@
+"""The course's settings: which track the notebooks run, and the one config each track uses.
+
+Every notebook starts with ``course = course_setup()``, so all nine read the same settings
+the same way:
+
+- ``SIMPLECLIP_TRACK=smoke``: synthetic shapes and tiny models, seconds per notebook (CI's
+  default; ``SIMPLECLIP_SMOKE=1`` means the same).
+- ``SIMPLECLIP_TRACK=cpu``: real Flickr8k photos on a laptop CPU: EfficientNet-Lite0 and
+  MiniLM, features computed once and cached, heads and temperature trained on them. The
+  default without a GPU.
+- ``SIMPLECLIP_TRACK=gpu``: ResNet-50 + DistilBERT fine-tuned on one GPU. The default with CUDA.
+
+Each track is a config shipped in ``simpleclip/configs/course_<track>.yaml``;
+``SIMPLECLIP_SET="key=value key=value"`` overrides it with the same parser as ``--set``.
+Relative paths in the config (data, weights, the run folder) are read from the repository root,
+so the notebooks in ``notebooks/`` and a terminal at the root see the same files. The course
+model lives in ``runs/course-<track>/``: notebook 06 trains it, 07 and 08 use it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simpleclip.config import Config, load_config
+
+if TYPE_CHECKING:
+    from simpleclip.encoders import ImageEncoder, TextEncoder
+    from simpleclip.model import CLIPModel
+    from simpleclip.train import TrainResult
+
+TRACKS = ("smoke", "cpu", "gpu")
+PATH_LIKE = ("/", "./", "../", "~")  # a text.name starting so is a folder, not a hub id
+
+
+@dataclass
+class Course:
+    """The resolved course settings a notebook works with."""
+
+    track: str  # "smoke", "cpu" or "gpu"
+    config: Config  # course_<track>.yaml + SIMPLECLIP_SET, paths made absolute
+    repo_root: Path  # relative paths of the config are read from here
+    overrides: tuple[str, ...]  # what SIMPLECLIP_SET changed
+
+    @property
+    def smoke(self) -> bool:
+        return self.track == "smoke"
+
+    @property
+    def run_dir(self) -> Path:
+        """``runs/course-<track>``: the course model, its metrics and pictures."""
+        return Path(self.config.train.out_dir)
+
+    @property
+    def data_root(self) -> Path:
+        return Path(self.config.data.root)
+
+    def prepare_data(self) -> Path:
+        """The track's dataset folder: the synthetic set is built (smoke), Flickr8k is downloaded
+        when absent (online; a partial folder such as the 1,000-photo slice is used as it is)."""
+        from simpleclip.data.download import download_flickr8k
+        from simpleclip.train.data import prepare_data
+
+        if self.smoke or (self.data_root / "Images").is_dir():
+            return prepare_data(self.config)
+        return download_flickr8k(self.data_root)
+
+    def image_encoder(self) -> ImageEncoder:
+        """The track's image tower alone, as the course model builds it (notebooks 02 and 04)."""
+        from simpleclip.model import build_image_encoder
+
+        return build_image_encoder(self.config)
+
+    def text_encoder(self, tokenizer: Any = None) -> TextEncoder:
+        """The track's text tower alone; the ``tiny`` one needs a tokenizer (notebook 03)."""
+        from simpleclip.model import build_text_encoder
+
+        return build_text_encoder(self.config, tokenizer)
+
+    def train_model(self, **overrides: Any) -> TrainResult:
+        """Train the course model into ``run_dir``, replacing an earlier course run (notebook 06).
+
+        Args:
+            overrides: passed to ``simpleclip.train.train`` (``resume=True``, ``progress``...).
+        """
+        from simpleclip.train import train
+
+        options = {"overwrite": not overrides.get("resume", False), **overrides}
+        return train(self.config, **options)
+
+    def model(self) -> CLIPModel:
+        """The course model that notebook 06 trained; trained now when it is missing."""
+        from simpleclip.model import WEIGHTS, CLIPModel
+
+        best = self.run_dir / "best"
+        if not (best / WEIGHTS).is_file():
+            print(f"No course model in {best}: training it now, as notebook 06 does.")
+            self.train_model()
+        return CLIPModel.load(best)
+
+    def describe(self) -> str:
+        extra = f" with {' '.join(self.overrides)}" if self.overrides else ""
+        return (
+            f"Course track {self.track!r}: config course_{self.track}{extra}\n"
+            f"  data: {self.data_root}\n  image encoder: {self.config.image.name}; "
+            f"text encoder: {self.config.text.name}\n  course model: {self.run_dir}"
+        )
+
+
+def select_track(environ: dict[str, str] | None = None, cuda: bool | None = None) -> str:
+    """The track from ``SIMPLECLIP_TRACK``, else smoke under CI, else gpu with CUDA, else cpu."""
+    env = os.environ if environ is None else environ
+    track = env.get("SIMPLECLIP_TRACK", "").strip().lower()
+    if track:
+        if track not in TRACKS:
+            raise ValueError(
+                f"SIMPLECLIP_TRACK={track!r} is not a track; use one of {', '.join(TRACKS)}."
+            )
+        return track
+    if env.get("SIMPLECLIP_SMOKE") == "1" or env.get("CI"):
+        return "smoke"
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    return "gpu" if cuda else "cpu"
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    """The folder holding ``notebooks/`` at or above ``start`` (the working directory)."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "notebooks").is_dir():
+            return folder
+    return start
+
+
+def course_setup(
+    track: str | None = None, environ: dict[str, str] | None = None, start: Path | None = None
+) -> Course:
+    """Read the course settings, print which track and config are used, and return them.
+
+    Args:
+        track: force a track; default: ``select_track()``.
+        environ: the variables to read (default: ``os.environ``).
+        start: where to look for the repository root (default: the working directory).
+    """
+    env = os.environ if environ is None else environ
+    track = track or select_track(env)
+    overrides = tuple(shlex.split(env.get("SIMPLECLIP_SET", "")))
+    root = find_repo_root(start)
+    config = load_config(f"course_{track}", [f"train.out_dir=runs/course-{track}", *overrides])
+    _anchor_paths(config, root)
+    course = Course(track=track, config=config, repo_root=root, overrides=overrides)
+    print(course.describe())
+    return course
+
+
+def _anchor_paths(config: Config, root: Path) -> None:
+    """Make the config's relative paths relative to ``root`` instead of the working directory."""
+
+    def anchored(path: str) -> str:
+        expanded = Path(path).expanduser()
+        return str(expanded if expanded.is_absolute() else (root / expanded).resolve())
+
+    config.data.root = anchored(config.data.root)
+    config.train.out_dir = anchored(config.train.out_dir)
+    if config.image.weights:
+        config.image.weights = anchored(config.image.weights)
+    if config.text.name.startswith(PATH_LIKE):
+        config.text.name = anchored(config.text.name)

@@ -1,0 +1,168 @@
+"""One optimisation step of CLIP, and an epoch of them: the trainer ``train`` runs.
+
+A step moves a batch to the device, finishes the pictures of the image cache (crops, jitter,
+normalisation), computes the gradients (whole batch, or micro-batches with GradCache:
+``train.step``), clips them, and lets AdamW and the schedule take one step; a NaN or infinite
+loss is reported, never applied. The state lives on the ``Trainer`` (model, towers, optimizer,
+schedule, scaler), as in minGPT's trainer. Taught in ``notebooks/06_training.ipynb``, which
+writes the same step by hand and checks it against ``Trainer.step``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from simpleclip.config import Config
+from simpleclip.data.image_cache import BatchAugment
+from simpleclip.loss import clip_loss
+from simpleclip.model import CLIPModel
+from simpleclip.train import distributed
+from simpleclip.train.device import Precision, select_precision
+from simpleclip.train.optim import make_optimizer, make_scheduler
+from simpleclip.train.step import Towers, full_backward, grad_cache_backward
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class Trainer:
+    """Optimisation steps for one model: its towers (compiled, then DDP-wrapped), AdamW, the
+    schedule, the loss scaler and the precision; ``step`` is one step, ``run_epoch`` an epoch.
+
+    ``Trainer.build`` makes one as ``train`` does, so a notebook can take a single step with
+    exactly the package's recipe and compare it with one written by hand.
+    """
+
+    def __init__(
+        self,
+        model,
+        towers,
+        optimizer,
+        scheduler,
+        scaler,
+        precision: Precision,
+        device,
+        config: Config,
+        progress: bool,
+    ) -> None:
+        self.model, self.towers, self.optimizer = model, towers, optimizer
+        self.scheduler, self.scaler, self.precision = scheduler, scaler, precision
+        self.device = device
+        self.config, self.progress = config, progress
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        data = config.data  # pictures from the image cache are finished here, batch by batch
+        self.augment = BatchAugment(
+            model.image_encoder.preprocessing,
+            train=True,
+            crop_scale=data.crop_scale,
+            color_jitter=data.color_jitter,
+        )
+
+    @classmethod
+    def build(
+        cls,
+        model: CLIPModel,
+        config: Config,
+        device: torch.device | str = "cpu",
+        total_steps: int = 1000,
+        progress: bool = False,
+    ) -> Trainer:
+        """The trainer ``train`` uses for ``model``: moved to ``device``, towers compiled if
+        ``train.compile``, then DDP-wrapped under torchrun, AdamW with per-part learning rates,
+        warm-up + cosine over ``total_steps``, and loss scaling for fp16."""
+        device = torch.device(device)
+        precision = select_precision(device, config.train.precision)
+        model.to(device)
+        optimizer = make_optimizer(model, config)
+        towers = Towers(model)
+        if config.train.compile:  # kernels fused for these shapes; recompiles for new ones
+            towers = torch.compile(towers)
+        towers = distributed.wrap(towers, device)  # DDP outermost, after compiling: no_sync works
+        scheduler = make_scheduler(optimizer, config.train.warmup_steps, total_steps)
+        scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
+        return cls(model, towers, optimizer, scheduler, scaler, precision, device, config, progress)
+
+    def run_epoch(self, dataset, epoch: int, state: dict, last: Path) -> dict:
+        train = self.config.train
+        dataset.set_epoch(epoch)
+        sampler = distributed.shard_sampler(dataset, train.seed, epoch)  # None in one process
+        per_rank = len(sampler) if sampler is not None else len(dataset)
+        loader = DataLoader(
+            dataset,
+            batch_size=train.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            drop_last=per_rank > train.batch_size,
+            num_workers=self.config.data.num_workers,
+            collate_fn=dataset.collate,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(train.seed * 100_003 + epoch),
+        )
+        self.model.train()
+        losses, pairs, start = [], 0, time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{train.epochs}", disable=not self.progress)
+        for batch in bar:
+            loss = self.step(batch)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"The loss became {loss} at epoch {epoch + 1}, step {state['step'] + 1}. "
+                    f"Stopped; the last good checkpoint is kept in {last} (if an epoch finished). "
+                    "Try lower learning rates, precision=fp32, or a smaller grad_clip."
+                )
+            state["step"] += 1
+            losses.append(loss)
+            pairs += len(batch["image_ids"]) * distributed.world_size()  # all ranks' pairs
+            speed = pairs / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{loss:.3f}", pairs_s=f"{speed:.0f}")
+        seconds = time.perf_counter() - start
+        return {
+            "epoch": epoch + 1,
+            "step": state["step"],
+            "train_loss": sum(losses) / max(1, len(losses)),
+            "step_losses": [round(x, 5) for x in losses],
+            "lr": self.scheduler.get_last_lr()[-1],
+            "temperature": math.exp(-self.model.logit_scale.item()),
+            "epoch_seconds": seconds,
+            "pairs_per_second": pairs / seconds,
+        }
+
+    def step(self, batch: dict[str, torch.Tensor]) -> float:
+        """One optimisation step; returns the loss (NaN/inf is reported, not applied)."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if batch.get("images") is not None and batch["images"].dtype == torch.uint8:
+            batch["images"] = self.augment(batch["images"])  # (B, S, S, 3) -> (B, 3, S, S)
+        self.optimizer.zero_grad(set_to_none=True)
+        autocast = partial(self.precision.autocast, self.device)  # a fresh context per use
+        micro = self.config.train.micro_batch_size
+        if micro > 0:
+            loss = grad_cache_backward(
+                self.towers, batch, self.loss, self.model.logit_scale, self.scaler, autocast, micro
+            )
+        else:
+            loss = full_backward(self.towers, batch, self.loss, self.scaler, autocast)
+        if not math.isfinite(loss):
+            return loss
+        if self.config.train.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.config.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss
+
+    def loss(self, image_embeds, text_embeds, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``clip_loss`` over all ranks' pairs (this process's alone without torchrun)."""
+        multi = self.config.loss.multi_positive
+        ids = {k: batch[k] for k in ("image_ids", "text_ids")} if multi else {}
+        local = self.config.train.distributed_loss == "local"
+        return clip_loss(
+            image_embeds, text_embeds, self.model.logit_scale, gather=True, local=local, **ids
+        )

@@ -1,0 +1,144 @@
+"""One image pipeline: training, evaluation and pretrained CLIP see the same pixels.
+
+Run on real-sized photos (500x375, as Flickr8k's): the real slice when it is beside the
+repository, and generated photo-like JPEGs everywhere. The 64-px pictures of the other data
+tests are never resized, so they cannot see a difference between two resizers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from simpleclip.cache import data_cache_dir
+from simpleclip.clip_arch import CLIP_MEAN, CLIP_STD, image_transform
+from simpleclip.data import ImagePreprocessing, build_transforms, denormalize, load_rgb
+from simpleclip.data.image_cache import BatchAugment, build_image_cache
+from simpleclip.data.transforms import resize_and_crop
+
+PREPROCESSINGS = {
+    "imagenet": ImagePreprocessing(),  # 224 px, short side 256, bicubic
+    "clip": ImagePreprocessing(input_size=224, mean=CLIP_MEAN, std=CLIP_STD, crop_pct=1.0),
+    "timm-0.95-bilinear": ImagePreprocessing(
+        input_size=160, interpolation="bilinear", crop_pct=0.95
+    ),
+}
+
+
+def write_photos(folder: Path, n: int = 6) -> list[str]:
+    """Photo-like JPEGs: smooth gradients, fine stripes (which alias if shrunk naively), noise."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    names = []
+    for i in range(n):
+        width, height = (500, 375) if i % 3 else (375, 500)  # one in three is a portrait
+        y, x = np.mgrid[0:height, 0:width] / max(width, height)
+        phase = rng.uniform(0, 2 * np.pi, 3)
+        pixels = np.stack([np.sin(6 * x + 4 * y + p) for p in phase], -1) * 80 + 128
+        stripes = np.sin(x * width * rng.uniform(1.5, 2.8))[..., None] * 60  # 2-4 px period
+        pixels[height // 3 :, : width // 2] += stripes[height // 3 :, : width // 2]
+        pixels += rng.normal(0, 8, pixels.shape)
+        names.append(f"photo_{i}.jpg")
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / names[-1], quality=90)
+    return names
+
+
+@pytest.fixture(params=["generated", "flickr8k"])
+def photos(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch) -> tuple[Path, list]:
+    """(images folder, names): 6 generated photos, or 6 of the real slice (read-only)."""
+    monkeypatch.setenv("SIMPLECLIP_CACHE", str(tmp_path / "user-cache"))
+    if request.param == "generated":
+        return tmp_path / "Images", write_photos(tmp_path / "Images")
+    images = request.getfixturevalue("shared_flickr") / "Images"
+    return images, sorted(p.name for p in images.glob("*.jpg"))[:6]
+
+
+def eval_view(path: Path, pre: ImagePreprocessing) -> np.ndarray:
+    """What evaluation, search and zero-shot feed the model, back in uint8: (S, S, 3)."""
+    tensor = build_transforms(pre, train=False)(image=np.asarray(load_rgb(path)))["image"]
+    return denormalize(tensor, pre).astype(int)
+
+
+@pytest.mark.parametrize("name", PREPROCESSINGS)
+def test_eval_view_equals_the_cached_training_view(photos, name: str, tmp_path: Path) -> None:
+    """The image cache + BatchAugment with augmentation off gives the eval view's pixels."""
+    images, names = photos
+    pre = PREPROCESSINGS[name]
+    cache = build_image_cache(images, names, pre, data_cache_dir(images.parent))
+    assert Path(cache.filename).is_relative_to(tmp_path)  # read-only data: the user cache
+    no_augment = BatchAugment(pre, train=True, crop_scale=(1.0, 1.0), color_jitter=0.0)
+    training = denormalize(no_augment(torch.from_numpy(np.array(cache))), pre).astype(int)
+    for row, image in enumerate(names):
+        evaluation = eval_view(images / image, pre)
+        assert evaluation.shape == training[row].shape == (pre.input_size, pre.input_size, 3)
+        assert np.abs(evaluation - training[row]).max() <= 1, (name, image)
+
+
+@pytest.mark.parametrize("name", PREPROCESSINGS)
+def test_eval_view_equals_the_decoded_training_view(photos, name: str) -> None:
+    """Training without a cache, augmentation off, also gives the eval view's pixels."""
+    images, names = photos
+    pre = PREPROCESSINGS[name]
+    no_augment = build_transforms(pre, train=True, crop_scale=(1.0, 1.0), color_jitter=0.0)
+    for image in names[:3]:
+        tensor = no_augment(image=np.asarray(load_rgb(images / image)))["image"]
+        training = denormalize(tensor, pre).astype(int)
+        assert np.abs(eval_view(images / image, pre) - training).max() <= 1, (name, image)
+
+
+@pytest.mark.parametrize("name", PREPROCESSINGS)
+def test_the_one_resize_is_torchvisions_resize_and_centre_crop(photos, name: str) -> None:
+    """Pixel for pixel what timm's eval transform and OpenAI's CLIP were trained on."""
+    images, names = photos
+    pre = PREPROCESSINGS[name]
+    reference = T.Compose(
+        [
+            T.Resize(
+                math.floor(pre.input_size / pre.crop_pct), T.InterpolationMode(pre.interpolation)
+            ),
+            T.CenterCrop(pre.input_size),
+        ]
+    )
+    for image in names[:3]:
+        picture = load_rgb(images / image)
+        assert np.array_equal(
+            resize_and_crop(np.asarray(picture), pre), np.asarray(reference(picture))
+        )
+
+
+def test_clip_image_transform_is_openais_recipe(photos) -> None:
+    """``clip_arch.image_transform`` = OpenAI's ``_transform`` (written here in torchvision)."""
+    images, names = photos
+    openai = T.Compose(
+        [
+            T.Resize(224, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(224),
+            T.ToTensor(),
+            T.Normalize(CLIP_MEAN, CLIP_STD),
+        ]
+    )
+    ours = image_transform(224)
+    for image in names[:3]:
+        picture = load_rgb(images / image)
+        torch.testing.assert_close(ours(picture), openai(picture), atol=1e-5, rtol=0)
+
+
+def test_shrinking_antialiases_fine_stripes() -> None:
+    """One-pixel stripes shrunk 3.3x turn grey; an unfiltered resize would show moire.
+
+    The stripes' own standard deviation is 127.5; OpenCV's cubic or linear resize, which does
+    not filter before shrinking, keeps 75-90 of it.
+    """
+    stripes = np.zeros((375, 500, 3), dtype=np.uint8)
+    stripes[:, ::2] = 255  # 1 px white, 1 px black
+    for interpolation, most in (("bicubic", 5), ("bilinear", 10), ("area", 40)):
+        pre = ImagePreprocessing(input_size=112, interpolation=interpolation, crop_pct=1.0)
+        out = resize_and_crop(stripes, pre)
+        assert out.shape == (112, 112, 3)
+        assert out.std() < most, interpolation
