@@ -101,6 +101,24 @@ class Course:
             self.train_model()
         return CLIPModel.load(best)
 
+    def probe_model(self) -> tuple[CLIPModel, Path]:
+        """A model trained on the synthetic shapes, and that set's folder, for the controlled
+        probes (left/right binding, the held-out purple triangle) of notebooks 07 and 08.
+
+        The smoke track's course model is one already; the cpu and gpu tracks use the demo's
+        (``runs/demo/model``, trained first if missing: about a minute on a CPU).
+        """
+        from simpleclip.demo import run_demo
+        from simpleclip.model import WEIGHTS, CLIPModel
+
+        if self.smoke:
+            return self.model(), self.prepare_data()
+        demo, data = self.repo_root / "runs" / "demo", self.repo_root / "data" / "synthetic"
+        if not (demo / "model" / WEIGHTS).is_file():
+            print(f"No demo model in {demo}: training it now (simpleclip demo).")
+            run_demo(demo, [f"data.root={data}"])
+        return CLIPModel.load(demo / "model"), data
+
     def describe(self) -> str:
         extra = f" with {' '.join(self.overrides)}" if self.overrides else ""
         return (

@@ -44,6 +44,12 @@ def init_logit_scale(temperature: float = INIT_TEMPERATURE) -> nn.Parameter:
     return nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
 
 
+def logit_scale_to_scale(logit_scale: torch.Tensor) -> torch.Tensor:
+    """exp(``logit_scale``) = 1 / temperature, capped at 100 as in CLIP: the one place the cap is
+    applied (the loss, ``CLIPModel.scale``, zero-shot classification and the figures use it)."""
+    return logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+
+
 def contrastive_logits(
     image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +73,7 @@ def contrastive_logits(
     Shapes:
         image_embeds (B, E), text_embeds (B, E) -> two (B, B) tensors.
     """
-    scale = logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()  # 1 / temperature, at most 100
+    scale = logit_scale_to_scale(logit_scale)  # 1 / temperature, at most 100
     logits_per_image = scale * image_embeds @ text_embeds.T  # (B, E) @ (E, B) -> (B, B)
     return logits_per_image, logits_per_image.T
 

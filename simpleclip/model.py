@@ -22,7 +22,7 @@ from simpleclip.config import Config, load_config, save_config
 from simpleclip.data.transforms import ImagePreprocessing
 from simpleclip.encoders import ImageEncoder, TextEncoder
 from simpleclip.heads import build_heads
-from simpleclip.loss import MAX_LOGIT_SCALE, contrastive_logits, init_logit_scale
+from simpleclip.loss import contrastive_logits, init_logit_scale, logit_scale_to_scale
 from simpleclip.train.checkpoint import atomic_directory, readable_directory
 
 WEIGHTS = "model.safetensors"  # every tensor of the model
@@ -69,7 +69,7 @@ class CLIPModel(nn.Module):
         Anything that turns cosine similarities into probabilities (zero-shot classification,
         the softmax panel of the similarity matrix) multiplies by this, never by its own copy.
         """
-        return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+        return logit_scale_to_scale(self.logit_scale)
 
     @property
     def preprocessing(self) -> ImagePreprocessing:

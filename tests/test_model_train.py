@@ -222,3 +222,32 @@ def test_compiled_towers_train_like_eager_ones(
         actual = compile_(Towers(model))(batch)
     for a, b in zip(actual, expected, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_trainer_step_trains_in_training_mode_whatever_mode_it_finds(
+    tiny_config, synthetic_root: Path, tiny_tokenizer
+) -> None:
+    """A Hugging Face model comes out of from_pretrained in eval mode: without switching to
+    training mode first, a step would run without dropout and give another loss."""
+    import copy
+
+    config = tiny_config(synthetic_root, Path("unused"), "head.kind=mlp", "head.dropout=0.5")
+    torch.manual_seed(0)
+    model = build_model(config, tokenizer=tiny_tokenizer)
+    train_set, _ = build_datasets(config, model, synthetic_root)
+    batch = train_set.collate([train_set[i] for i in range(8)])
+    losses = []
+    for mode in (True, False):
+        copy_ = copy.deepcopy(model).train(mode)
+        trainer = Trainer.build(copy_, config, total_steps=10)
+        torch.manual_seed(1)
+        losses.append(trainer.step(batch))
+        assert copy_.training and copy_.text_head.training
+    assert losses[0] == losses[1]
+    # The check has teeth: with this dropout, eval and training forwards really differ.
+    with torch.no_grad():
+        torch.manual_seed(1)
+        in_eval = Towers(copy.deepcopy(model).eval())(batch)[1]
+        torch.manual_seed(1)
+        in_training = Towers(copy.deepcopy(model).train())(batch)[1]
+    assert not torch.allclose(in_eval, in_training, atol=1e-4)

@@ -213,9 +213,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import json
-
-    from simpleclip.evaluate import eval_split, evaluate, format_recall_table
+    from simpleclip.evaluate import eval_split, evaluate, format_recall_table, save_metrics
     from simpleclip.train.device import select_device
 
     if args.baseline:
@@ -236,9 +234,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.baseline:
         metrics["baseline"] = args.baseline
         print(f"Zero-shot baseline: {args.baseline} (pretrained CLIP, not trained on this data)")
-    out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(format_recall_table(metrics))
-    print(f"Wrote {out}")
+    print(f"Wrote {save_metrics(metrics, out)}")
     return 0
 
 

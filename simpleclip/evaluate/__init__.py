@@ -17,6 +17,7 @@ from simpleclip.evaluate.retrieval import (
     recall_from_ranks,
     retrieval_metrics,
     retrieval_ranks,
+    save_metrics,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "recall_from_ranks",
     "retrieval_metrics",
     "retrieval_ranks",
+    "save_metrics",
 ]

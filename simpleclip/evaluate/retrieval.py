@@ -13,6 +13,7 @@ chunks, so memory stays bounded for large splits. Taught in ``notebooks/07_evalu
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +127,14 @@ def retrieval_metrics(embeddings: Embeddings, chunk_size: int = 1024) -> dict:
 def evaluate(model: torch.nn.Module, dataset: CaptionDataset, batch_size: int = 256) -> dict:
     """Encode a split once and return its retrieval metrics."""
     return retrieval_metrics(compute_embeddings(model, dataset, batch_size))
+
+
+def save_metrics(metrics: dict, path: str | Path) -> Path:
+    """Write metrics as the JSON ``simpleclip eval`` writes (``metrics_<split>.json``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    return path
 
 
 def format_recall_table(metrics: dict) -> str:

@@ -135,7 +135,12 @@ class Trainer:
         }
 
     def step(self, batch: dict[str, torch.Tensor]) -> float:
-        """One optimisation step; returns the loss (NaN/inf is reported, not applied)."""
+        """One optimisation step; returns the loss (NaN/inf is reported, not applied).
+
+        The model is put in training mode first: a Hugging Face model comes out of
+        ``from_pretrained`` in eval mode, and a step without dropout is another step.
+        """
+        self.model.train()  # frozen encoders stay in eval mode (their ``train`` says so)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         if batch.get("images") is not None and batch["images"].dtype == torch.uint8:
             batch["images"] = self.augment(batch["images"])  # (B, S, S, 3) -> (B, 3, S, S)
