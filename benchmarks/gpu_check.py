@@ -333,7 +333,7 @@ def same_weights_losses(setup: Setup, initial: dict, batch: dict) -> dict[str, f
         setup.loop.model.load_state_dict(initial)
         setup.loop.model.train(mode == "train")
         torch.manual_seed(0)
-        losses[mode] = setup.loop.step(batch)
+        losses[mode] = setup.loop.gradients(batch)  # in this mode; step() would switch to train
     setup.loop.model.train()
     return losses
 

@@ -141,18 +141,7 @@ class Trainer:
         ``from_pretrained`` in eval mode, and a step without dropout is another step.
         """
         self.model.train()  # frozen encoders stay in eval mode (their ``train`` says so)
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        if batch.get("images") is not None and batch["images"].dtype == torch.uint8:
-            batch["images"] = self.augment(batch["images"])  # (B, S, S, 3) -> (B, 3, S, S)
-        self.optimizer.zero_grad(set_to_none=True)
-        autocast = partial(self.precision.autocast, self.device)  # a fresh context per use
-        micro = self.config.train.micro_batch_size
-        if micro > 0:
-            loss = grad_cache_backward(
-                self.towers, batch, self.loss, self.model.logit_scale, self.scaler, autocast, micro
-            )
-        else:
-            loss = full_backward(self.towers, batch, self.loss, self.scaler, autocast)
+        loss = self.gradients(batch)
         if not math.isfinite(loss):
             return loss
         if self.config.train.grad_clip > 0:
@@ -162,6 +151,22 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return loss
+
+    def gradients(self, batch: dict[str, torch.Tensor]) -> float:
+        """The loss of one batch and its gradients (whole, or micro-batch by micro-batch), in
+        the model's current mode, without an optimizer step: ``step``'s first half, also what a
+        check of GradCache against the whole batch compares. Returns the loss."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if batch.get("images") is not None and batch["images"].dtype == torch.uint8:
+            batch["images"] = self.augment(batch["images"])  # (B, S, S, 3) -> (B, 3, S, S)
+        self.optimizer.zero_grad(set_to_none=True)
+        autocast = partial(self.precision.autocast, self.device)  # a fresh context per use
+        micro = self.config.train.micro_batch_size
+        if micro > 0:
+            return grad_cache_backward(
+                self.towers, batch, self.loss, self.model.logit_scale, self.scaler, autocast, micro
+            )
+        return full_backward(self.towers, batch, self.loss, self.scaler, autocast)
 
     def loss(self, image_embeds, text_embeds, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``clip_loss`` over all ranks' pairs (this process's alone without torchrun)."""
