@@ -68,11 +68,21 @@ class HeadConfig:
     lr: float = 1e-3  # learning rate of the heads and the temperature
 
 
+LOSS_KINDS = ("clip", "siglip")  # simpleclip.loss: clip_loss (softmax), siglip_loss (sigmoid)
+
+
 @dataclass
 class LossConfig:
+    kind: str = "clip"  # "clip" (softmax cross-entropy) or "siglip" (sigmoid, learned bias)
     multi_positive: bool = True  # duplicates of an image or caption in a batch are positives
-    init_temperature: float = 0.07  # CLIP's starting temperature
+    init_temperature: float = 0.07  # starting temperature, either kind; SigLIP's paper: 0.1
     learn_temperature: bool = True  # False keeps the temperature fixed
+    init_bias: float = -10.0  # siglip only: starting logit bias (the paper's -10)
+
+    def __post_init__(self) -> None:
+        if self.kind not in LOSS_KINDS:
+            valid = " or ".join(repr(k) for k in LOSS_KINDS)
+            raise ConfigError(f"loss.kind must be {valid}, got {self.kind!r}")
 
 
 @dataclass

@@ -1,17 +1,20 @@
-"""The CLIP contrastive loss: in a batch of B pairs, find each image's caption and vice versa.
+"""The contrastive losses: in a batch of B pairs, find each image's caption and vice versa.
 
 Step 5 of the pipeline, taught in ``notebooks/05_contrastive_loss.ipynb``. The B×B matrix of
 image-text similarities is read as B classification problems in each direction (which caption
 belongs to this image? which image to this caption?), and the two cross-entropies are averaged.
 Under torchrun the same ``clip_loss`` contrasts every rank's pairs with all N·B pairs of the
 step: the all-gather that carries gradients back to their owners sits here, next to the loss.
+``siglip_loss`` (chapter 10) reads the same matrix as B² independent yes/no questions instead,
+with a sigmoid, a learned bias and the same positives (``positive_mask``), ids and ranks.
 
 References: Radford et al. 2021 (arXiv:2103.00020), Fig. 3 pseudo-code and Sec. 2.5 (temperature
 initialised to 0.07, logits never scaled by more than 100); open_clip ``loss.py`` (``ClipLoss``,
 ``gather_features``, ``local_loss``). ``soft_target_loss`` reproduces a popular tutorial loss
 (moein-shariatnia/OpenAI-CLIP, keras.io "Natural language image search with a Dual Encoder") so
-its weakness can be studied, not used. Tested in ``tests/test_loss.py`` and, on 2 processes,
-``tests/test_distributed.py``.
+its weakness can be studied, not used. SigLIP: Zhai et al. 2023, "Sigmoid Loss for Language
+Image Pre-Training" (arXiv:2303.15343), Algorithm 1 and Sec. 3.2 (init: scale 10, bias -10).
+Tested in ``tests/test_loss.py`` and, on 2 processes, ``tests/test_distributed.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from simpleclip.train.distributed import rank, world_size
 INIT_TEMPERATURE = 0.07
 MAX_SCALE = 100.0
 MAX_LOGIT_SCALE = math.log(MAX_SCALE)
+INIT_BIAS = -10.0  # SigLIP's starting bias (Zhai et al. 2023, Sec. 3.2)
 
 
 def init_logit_scale(temperature: float = INIT_TEMPERATURE) -> nn.Parameter:
@@ -78,6 +82,35 @@ def contrastive_logits(
     return logits_per_image, logits_per_image.T
 
 
+def positive_mask(
+    rows: torch.Tensor,
+    size: int,
+    image_ids: torch.Tensor | None = None,
+    text_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Which pairs are true matches: the one definition both losses read.
+
+    Pair (i, j) is positive when i == j, when image i and image j are the same picture
+    (``image_ids``), or when caption i and caption j are the same string (``text_ids``).
+    The mask is symmetric, so the same matrix serves both directions.
+
+    Args:
+        rows: which pairs' rows to return (a rank's slice of the gathered batch, or all).
+        size: N, the number of pairs (columns).
+        image_ids: one id per pair naming its image, or None.
+        text_ids: one id per pair naming its caption text, or None.
+
+    Shapes:
+        rows (R,), ids (N,) -> (R, N) booleans.
+    """
+    columns = torch.arange(size, device=rows.device)
+    positives = rows[:, None] == columns[None, :]  # (R, 1) == (1, N) -> (R, N), the diagonal
+    for ids in (image_ids, text_ids):
+        if ids is not None:
+            positives |= ids[rows, None] == ids[None, :]
+    return positives
+
+
 def multi_positive_targets(
     image_ids: torch.Tensor | None = None,
     text_ids: torch.Tensor | None = None,
@@ -86,9 +119,8 @@ def multi_positive_targets(
 ) -> torch.Tensor:
     """Target distributions that share each row's probability among all its true matches.
 
-    Pair (i, j) is positive when i == j, when image i and image j are the same picture
-    (``image_ids``), or when caption i and caption j are the same string (``text_ids``).
-    The positive mask is symmetric, so the same matrix serves both directions.
+    The positives are those of ``positive_mask``: the pair itself, the same picture, the same
+    caption string.
 
     Args:
         image_ids: one id per pair naming its image, or None.
@@ -105,12 +137,9 @@ def multi_positive_targets(
     given = [ids for ids in (image_ids, text_ids) if ids is not None]
     if not given:
         raise ValueError("pass image_ids, text_ids or both")
-    columns = torch.arange(len(given[0]), device=given[0].device)
-    rows = columns if rows is None else rows
-    positives = rows[:, None] == columns[None, :]  # (R, 1) == (1, N) -> (R, N), the diagonal
-    for ids in given:
-        positives |= ids[rows, None] == ids[None, :]
-    positives = positives.float()
+    size = len(given[0])
+    rows = torch.arange(size, device=given[0].device) if rows is None else rows
+    positives = positive_mask(rows, size, image_ids, text_ids).float()
     return positives / positives.sum(dim=1, keepdim=True)
 
 
@@ -189,6 +218,90 @@ def clip_loss(
     return (
         F.cross_entropy(logits_per_image, targets) + F.cross_entropy(logits_per_text, targets)
     ) / 2
+
+
+def init_logit_bias(bias: float = INIT_BIAS) -> nn.Parameter:
+    """SigLIP's learnable bias, added to every scaled similarity; the paper starts at -10.
+
+    Nearly every pair of a batch is a negative: starting at -10 makes every sigmoid say "no
+    match" (about 5e-5), so the first steps are not spent unlearning a wrong prior. Keep it out
+    of weight decay, like ``logit_scale``.
+
+    Shapes:
+        returns a 0-d parameter.
+    """
+    return nn.Parameter(torch.tensor(float(bias)))
+
+
+def siglip_loss(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor,
+    logit_bias: torch.Tensor,
+    *,
+    image_ids: torch.Tensor | None = None,
+    text_ids: torch.Tensor | None = None,
+    gather: bool = False,
+    local: bool = False,
+) -> torch.Tensor:
+    """The sigmoid loss of SigLIP (Zhai et al. 2023, Algorithm 1): every pair is its own
+    yes/no question, "is image i the picture of caption j?".
+
+    Each of the B×B logits ``scale * cosine + bias`` gets label +1 on the positives (those of
+    ``positive_mask``: the diagonal, and with ids the duplicates of a picture or a caption) and
+    -1 elsewhere; the loss is ``-log sigmoid(label * logit)`` summed over the matrix and divided
+    by the number of rows, B. No softmax: no row has to be normalised against the others.
+
+    Ranks work as in ``clip_loss``. With ``gather``, the embeddings and ids of all ranks are
+    gathered and every rank computes the whole (N·B, N·B) matrix, divided by N·B. With
+    ``local``, a rank computes only its B image rows against all N·B texts, divided by B (the
+    rows it owns): the N ranks' row blocks tile the matrix once, so their losses sum to N times
+    the full loss, their mean is the full loss, and DDP's gradient average (with the gathered
+    texts' gradients summed back to their owners) is the full loss's gradient, exactly as for
+    ``clip_loss``. In one process both flags change nothing.
+
+    Args:
+        image_embeds: L2-normalised image embeddings.
+        text_embeds: L2-normalised text embeddings; row i is the caption of image i.
+        logit_scale: log(1 / temperature), a 0-d tensor; the scale is capped at 100. The
+            paper starts at log(10): ``loss.init_temperature=0.1``.
+        logit_bias: the learned bias, a 0-d tensor (``init_logit_bias``: -10).
+        image_ids: optional id of each pair's image.
+        text_ids: optional id of each pair's caption text.
+        gather: contrast with every rank's pairs; a collective, so every rank must call it.
+        local: with ``gather``, compute only this rank's rows of the gathered loss.
+
+    Returns:
+        The summed binary losses divided by the number of rows, a 0-d tensor.
+
+    Shapes:
+        image_embeds (B, E), text_embeds (B, E), ids (B,) -> ().
+
+    Example:
+        >>> embeds = torch.eye(4, 8)  # 4 orthogonal unit vectors: matched pairs only
+        >>> logit_scale, logit_bias = init_logit_scale(0.1), init_logit_bias()  # scale 10
+        >>> # At the start a matched pair sits on the fence: 10 - 10 = 0, -log sigmoid(0) = log 2
+        >>> round(siglip_loss(embeds, embeds, logit_scale, logit_bias).item(), 4)
+        0.6933
+        >>> wrong = embeds.roll(1, 0)  # every caption moved to the next image
+        >>> round(siglip_loss(embeds, wrong, logit_scale, logit_bias).item(), 2)
+        10.69
+    """
+    if local and not gather:
+        raise ValueError("local=True computes this rank's rows of the gathered loss: add gather")
+    all_images, all_texts = image_embeds, text_embeds  # (N·B, E) each once gathered
+    if gather:
+        all_texts = all_gather_with_grad(text_embeds)
+        if not local:  # local rows need only this rank's images
+            all_images = all_gather_with_grad(image_embeds)
+        image_ids, text_ids = (None if x is None else _all_gather(x) for x in (image_ids, text_ids))
+    offset = rank() * len(image_embeds) if local else 0  # this rank's rows in the gathered batch
+    # At least float32: autocast's bf16 logits would round the bias and the log-sigmoid.
+    logits = contrastive_logits(all_images, all_texts, logit_scale)[0]  # (R, N·B); R = B or N·B
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) + logit_bias
+    rows = torch.arange(offset, offset + len(logits), device=logits.device)
+    labels = 2 * positive_mask(rows, len(all_texts), image_ids, text_ids).to(logits.dtype) - 1
+    return -F.logsigmoid(labels * logits).sum() / len(logits)  # (R, N·B) -> (), per row
 
 
 class _AllGatherWithGrad(torch.autograd.Function):

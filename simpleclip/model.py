@@ -22,7 +22,12 @@ from simpleclip.config import Config, load_config, save_config
 from simpleclip.data.transforms import ImagePreprocessing
 from simpleclip.encoders import ImageEncoder, TextEncoder
 from simpleclip.heads import build_heads
-from simpleclip.loss import contrastive_logits, init_logit_scale, logit_scale_to_scale
+from simpleclip.loss import (
+    contrastive_logits,
+    init_logit_bias,
+    init_logit_scale,
+    logit_scale_to_scale,
+)
 from simpleclip.train.checkpoint import atomic_directory, readable_directory
 
 WEIGHTS = "model.safetensors"  # every tensor of the model
@@ -41,6 +46,8 @@ class CLIPModel(nn.Module):
         text_head: (B, D_txt) -> (B, E).
         logit_scale: log(1 / temperature), a 0-d parameter (see ``simpleclip.loss``).
         config: the run config that built the model, saved with it.
+        logit_bias: SigLIP's learned bias, a 0-d parameter (``loss.kind=siglip``); None for
+            CLIP, whose checkpoints then hold no such tensor.
     """
 
     def __init__(
@@ -51,11 +58,13 @@ class CLIPModel(nn.Module):
         text_head: nn.Module,
         logit_scale: nn.Parameter,
         config: Config | None = None,
+        logit_bias: nn.Parameter | None = None,
     ) -> None:
         super().__init__()
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
         self.image_head, self.text_head = image_head, text_head
         self.logit_scale = logit_scale
+        self.logit_bias = logit_bias  # a registered parameter, or a plain None
         self.config = config or Config()
 
     @property
@@ -178,7 +187,9 @@ def build_model(
     )
     logit_scale = init_logit_scale(config.loss.init_temperature)
     logit_scale.requires_grad_(config.loss.learn_temperature)
-    return CLIPModel(image_encoder, text_encoder, image_head, text_head, logit_scale, config)
+    logit_bias = init_logit_bias(config.loss.init_bias) if config.loss.kind == "siglip" else None
+    towers = (image_encoder, text_encoder, image_head, text_head)
+    return CLIPModel(*towers, logit_scale, config, logit_bias=logit_bias)
 
 
 def build_image_encoder(config: Config, pretrained: bool | None = None) -> ImageEncoder:

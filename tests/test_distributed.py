@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import simpleclip.train.loop as train_module
 from simpleclip.data import read_captions
-from simpleclip.loss import clip_loss
+from simpleclip.loss import clip_loss, siglip_loss
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.train import distributed, train
 from simpleclip.train.step import (
@@ -42,6 +42,7 @@ from simpleclip.train.trainer import Trainer
 
 WORLD, B = 2, 8  # ranks, pairs per rank
 VARIANTS = [("gather", 0), ("local", 0), ("gather", 2), ("local", 2)]  # (loss, micro_batch_size)
+SIGLIP_VARIANTS = [("gather", 0), ("local", 0)]  # GradCache does not carry logit_bias yet
 TOLERANCE = 1e-5
 NO_SCALER = torch.amp.GradScaler("cpu", enabled=False)
 
@@ -72,16 +73,18 @@ def _join_and_run(rank: int, port: int, fn, args: tuple) -> None:
 def _loss_fn(model: CLIPModel, kind: str):
     """The loss a rank computes: over all ranks' pairs (or one process's whole batch).
 
-    One function for both: ``clip_loss`` with ``gather`` (and ``local``) on the ranks, without
-    on the reference process.
+    One function for both: ``clip_loss`` (or ``siglip_loss`` for a model with a
+    ``logit_bias``) with ``gather`` (and ``local``) on the ranks, without on the reference process.
     """
 
     def loss(image_embeds, text_embeds, batch):
         ids = {"image_ids": batch["image_ids"], "text_ids": batch["text_ids"]}
-        gather, local = kind != "single", kind == "local"
-        return clip_loss(
-            image_embeds, text_embeds, model.logit_scale, gather=gather, local=local, **ids
-        )
+        options = {"gather": kind != "single", "local": kind == "local", **ids}
+        if model.logit_bias is not None:  # loss.kind=siglip
+            return siglip_loss(
+                image_embeds, text_embeds, model.logit_scale, model.logit_bias, **options
+            )
+        return clip_loss(image_embeds, text_embeds, model.logit_scale, **options)
 
     return loss
 
@@ -113,10 +116,10 @@ def _max_difference(a: dict, b: dict) -> float:
     return max((a[n] - b[n]).abs().max().item() for n in a)
 
 
-def _rank_gradients(rank: int, model_dir: Path, batch: dict) -> dict:
+def _rank_gradients(rank: int, model_dir: Path, batch: dict, variants=VARIANTS) -> dict:
     mine = {k: v.chunk(WORLD)[rank] for k, v in batch.items()}  # rank r gets b_r
     results = {}
-    for kind, micro in VARIANTS:
+    for kind, micro in variants:
         model = CLIPModel.load(model_dir)  # eval mode: no dropout, the same graph on every rank
         towers = distributed.wrap(Towers(model), torch.device("cpu"))
         _gradients(model, mine, kind, micro, towers)  # a first step: DDP must accept a second
@@ -195,9 +198,13 @@ def _rank_hidden_ddp_error(model_dir: Path, batch: dict) -> str:
 
 
 def _two_ranks(
-    rank: int, model_dir: Path, batch: dict, config_a, config_b, config_c, out: Path
+    rank: int, model_dirs: dict, batch: dict, config_a, config_b, config_c, out: Path
 ) -> None:
+    model_dir = model_dirs["clip"]
     results = {"gradients": _rank_gradients(rank, model_dir, batch)}
+    results["siglip_gradients"] = _rank_gradients(
+        rank, model_dirs["siglip"], batch, SIGLIP_VARIANTS
+    )
     results.update(_rank_training(rank, config_a, config_b))
     results["compiled"] = _rank_compiled_training(rank, config_c)
     results["hidden_ddp"] = _rank_hidden_ddp_error(model_dir, batch)
@@ -232,7 +239,15 @@ def vit(tmp_path_factory, tiny_config, synthetic_root, tiny_tokenizer) -> dict:
     torch.manual_seed(0)
     model = build_model(config, tokenizer=tiny_tokenizer)
     model_dir = model.save(tmp_path_factory.mktemp("vit") / "model")
-    return {"model_dir": model_dir, "batch": _test_batch(synthetic_root, model)}
+    config = tiny_config(synthetic_root, Path("unused"), "image.name=tiny_vit", "loss.kind=siglip")
+    torch.manual_seed(0)
+    siglip = build_model(config, tokenizer=tiny_tokenizer)  # the same towers, plus logit_bias
+    siglip_dir = siglip.save(tmp_path_factory.mktemp("vit_siglip") / "model")
+    return {
+        "model_dir": model_dir,
+        "siglip_dir": siglip_dir,
+        "batch": _test_batch(synthetic_root, model),
+    }
 
 
 def _load(vit: dict) -> CLIPModel:
@@ -254,7 +269,8 @@ def two_ranks(tmp_path_factory, tiny_config, synthetic_root, vit) -> dict:
     config_a = tiny_config(data, tmp / "a", *settings)
     config_b = tiny_config(data, tmp / "b", *settings)
     config_c = tiny_config(data, tmp / "c", *settings, "train.compile=true", "train.epochs=1")
-    args = (_two_ranks, (vit["model_dir"], vit["batch"], config_a, config_b, config_c, tmp))
+    model_dirs = {"clip": vit["model_dir"], "siglip": vit["siglip_dir"]}
+    args = (_two_ranks, (model_dirs, vit["batch"], config_a, config_b, config_c, tmp))
     mp.spawn(_join_and_run, args=(_free_port(), *args), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     return {"ranks": ranks, "tmp": tmp, "data": data}
@@ -272,6 +288,25 @@ def test_two_ranks_give_the_gradients_of_one_process_on_the_whole_batch(
         print(f"{kind}, micro={micro}, rank {rank}: max |grad difference| = {difference:.2e}")
         assert difference < TOLERANCE
         assert loss == pytest.approx(reference_loss, abs=1e-6)  # mean over ranks
+
+
+@pytest.mark.parametrize("kind", [v[0] for v in SIGLIP_VARIANTS])
+def test_siglip_on_two_ranks_gives_the_gradients_of_one_process(vit, two_ranks, kind) -> None:
+    """The sigmoid loss under gather (N·B rows, ÷ N·B) and local (B rows, ÷ B): DDP's average
+    is one process's gradient on the whole batch, ``logit_scale`` and ``logit_bias`` included."""
+    model = CLIPModel.load(vit["siglip_dir"])
+    reference_loss, reference = _gradients(model, vit["batch"], "single", 0)
+    assert {"logit_scale", "logit_bias"} <= reference.keys()
+    assert all(g.abs().sum() > 0 for g in reference.values())  # every parameter is tested
+    for rank in range(WORLD):
+        loss, grads = two_ranks["ranks"][rank]["siglip_gradients"][kind, 0]
+        difference = _max_difference(grads, reference)
+        print(f"siglip {kind}, rank {rank}: max |grad difference| = {difference:.2e}")
+        assert difference < TOLERANCE
+        assert loss == pytest.approx(reference_loss, abs=1e-6)  # mean over ranks
+    batch = dict(vit["batch"], image_ids=torch.arange(WORLD * B))  # duplicate not marked
+    _, unmarked = _gradients(model, batch, "single", 0)
+    assert _max_difference(grads, unmarked) > 100 * TOLERANCE  # ids gathered across ranks
 
 
 def test_the_duplicate_across_ranks_is_a_positive(vit, two_ranks) -> None:

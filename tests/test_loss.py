@@ -14,8 +14,11 @@ from simpleclip.loss import (
     MAX_LOGIT_SCALE,
     clip_loss,
     contrastive_logits,
+    init_logit_bias,
     init_logit_scale,
     multi_positive_targets,
+    positive_mask,
+    siglip_loss,
     soft_target_loss,
 )
 
@@ -353,3 +356,166 @@ def test_soft_target_loss_prefers_a_collapsed_batch_to_a_perfect_one() -> None:
     assert soft_target_loss(collapsed, collapsed) < soft_target_loss(perfect, perfect)
     logit_scale = torch.tensor(0.0)  # same temperature (1) for a fair comparison
     assert clip_loss(collapsed, collapsed, logit_scale) > clip_loss(perfect, perfect, logit_scale)
+
+
+def reference_siglip_loss(image, text, logit_scale, logit_bias, image_ids=None, text_ids=None):
+    """Algorithm 1 of the SigLIP paper one pair at a time: label ±1, -log sigmoid(label·logit)."""
+    batch_size, dims = len(image), range(image.shape[1])
+    scale = torch.exp(logit_scale)
+    total = 0.0
+    for i in range(batch_size):
+        for j in range(batch_size):
+            same_image = image_ids is not None and bool(image_ids[i] == image_ids[j])
+            same_text = text_ids is not None and bool(text_ids[i] == text_ids[j])
+            label = 1.0 if i == j or same_image or same_text else -1.0
+            logit = scale * sum(image[i][k] * text[j][k] for k in dims) + logit_bias
+            total = total + torch.log(1 + torch.exp(-label * logit))  # -log sigmoid(label·logit)
+    return total / batch_size
+
+
+SIGLIP_IDS = {
+    "plain": (None, None),
+    "image_ids": ([0, 1, 0, 2, 3], None),
+    "text_ids": (None, [4, 4, 5, 6, 7]),
+    "both": ([0, 1, 0, 2, 3], [5, 6, 7, 6, 8]),
+}
+
+
+@pytest.mark.parametrize(("image_ids", "text_ids"), SIGLIP_IDS.values(), ids=SIGLIP_IDS.keys())
+@pytest.mark.parametrize("bias", [-10.0, 0.7])
+def test_siglip_loss_matches_double_loop_reference(image_ids, text_ids, bias: float) -> None:
+    """Forward and every gradient: embeddings, ``logit_scale`` and ``logit_bias``."""
+    image_ids = None if image_ids is None else torch.tensor(image_ids)
+    text_ids = None if text_ids is None else torch.tensor(text_ids)
+    inputs = [
+        unit_rows(5, 3, seed=0),
+        unit_rows(5, 3, seed=1),
+        torch.tensor(math.log(10), dtype=torch.float64),
+        torch.tensor(bias, dtype=torch.float64),
+    ]
+    ours_inputs = [x.clone().requires_grad_() for x in inputs]
+    ref_inputs = [x.clone().requires_grad_() for x in inputs]
+    ours = siglip_loss(*ours_inputs, image_ids=image_ids, text_ids=text_ids)
+    ref = reference_siglip_loss(*ref_inputs, image_ids=image_ids, text_ids=text_ids)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-9)
+    ours.backward()
+    ref.backward()
+    names = ["image_embeds", "text_embeds", "logit_scale", "logit_bias"]
+    for name, a, b in zip(names, ours_inputs, ref_inputs, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-9, msg=f"gradient of {name}")
+    for name, leaf in zip(names[2:], ours_inputs[2:], strict=True):
+        assert leaf.grad.abs().item() > 1e-3, f"{name} gets no gradient"  # both really learn
+
+
+def test_siglip_ids_change_the_loss_and_the_labels_are_those_of_clip() -> None:
+    """Duplicates marked by ids flip their labels to +1: one positive mask for both losses."""
+    image_ids, text_ids = torch.tensor([7, 7, 8]), torch.tensor([0, 1, 1])
+    mask = positive_mask(torch.arange(3), 3, image_ids, text_ids)
+    torch.testing.assert_close(mask, multi_positive_targets(image_ids, text_ids) > 0)
+    expected = torch.tensor([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=torch.bool)
+    torch.testing.assert_close(mask, expected)
+    image, text = unit_rows(3, 4, seed=0), unit_rows(3, 4, seed=1)
+    scale, bias = torch.tensor(math.log(10)).double(), torch.tensor(-1.0).double()
+    plain = siglip_loss(image, text, scale, bias)
+    multi = siglip_loss(image, text, scale, bias, image_ids=image_ids, text_ids=text_ids)
+    assert abs(plain.item() - multi.item()) > 1e-3
+
+
+def test_siglip_starts_at_the_papers_values_and_learns_scale_and_bias() -> None:
+    logit_scale, logit_bias = init_logit_scale(0.1), init_logit_bias()
+    torch.testing.assert_close(logit_scale.exp().item(), 10.0)
+    assert isinstance(logit_bias, torch.nn.Parameter) and logit_bias.dim() == 0
+    assert logit_bias.item() == -10.0
+    image, text = unit_rows(6, 4, 0, torch.float32), unit_rows(6, 4, 1, torch.float32)
+    siglip_loss(image, text, logit_scale, logit_bias).backward()
+    assert logit_scale.grad.abs().item() > 0 and logit_bias.grad.abs().item() > 0
+    # Perfect pairs at a huge scale and a bias between the two clusters: loss ≈ 0.
+    embeds = torch.eye(8, dtype=torch.float64)
+    perfect = siglip_loss(embeds, embeds, torch.tensor(math.log(100.0)), torch.tensor(-50.0))
+    assert perfect.item() < 1e-15
+
+
+@pytest.mark.parametrize("ids", IDS.values(), ids=IDS.keys())
+@pytest.mark.parametrize("local", [False, True], ids=["gather", "local"])
+def test_siglip_gather_and_local_change_nothing_in_one_process(ids: dict, local: bool) -> None:
+    inputs = [unit_rows(8, 4, seed=0), unit_rows(8, 4, seed=1), torch.tensor(2.0).double()]
+    inputs.append(torch.tensor(-3.0).double())
+    plain_inputs = [x.clone().requires_grad_() for x in inputs]
+    gathered_inputs = [x.clone().requires_grad_() for x in inputs]
+    plain = siglip_loss(*plain_inputs, **ids)
+    gathered = siglip_loss(*gathered_inputs, gather=True, local=local, **ids)
+    torch.testing.assert_close(gathered, plain, rtol=0, atol=1e-12)
+    plain.backward()
+    gathered.backward()
+    for a, b in zip(gathered_inputs, plain_inputs, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("ids", IDS.values(), ids=IDS.keys())
+def test_siglip_local_rows_of_all_ranks_average_to_the_full_loss(ids: dict, monkeypatch) -> None:
+    """Two ranks played in one process, as for ``clip_loss``: each owns 4 of the 8 rows.
+
+    Each rank's loss is its rows' sum divided by its 4 rows, so the ranks' mean is the full
+    8-pair loss (sum / 8), with the full loss's gradients for scale and bias too.
+    """
+    import simpleclip.loss as loss_module
+
+    image, text = unit_rows(8, 4, seed=0), unit_rows(8, 4, seed=1)
+    leaves = [image.requires_grad_(), text.requires_grad_()]
+    leaves += [torch.tensor(2.0).double().requires_grad_(), torch.tensor(-3.0).double()]
+    leaves[3].requires_grad_()
+    full = siglip_loss(*leaves, **ids)
+    losses = []
+    for rank in range(2):
+        part = slice(4 * rank, 4 * rank + 4)
+        own = {"image": image[part], "text": text[part], **{n: v[part] for n, v in ids.items()}}
+        whole = {id(own["image"]): image, id(own["text"]): text}  # what the gathers return
+        whole.update({id(own[name]): ids[name] for name in ids})
+        monkeypatch.setattr(loss_module, "rank", lambda rank=rank: rank)
+        monkeypatch.setattr(loss_module, "all_gather_with_grad", lambda x, w=whole: w[id(x)])
+        monkeypatch.setattr(loss_module, "_all_gather", lambda x, w=whole: w[id(x)])
+        own_ids = {name: own[name] for name in ids}
+        local = siglip_loss(
+            own["image"], own["text"], *leaves[2:], gather=True, local=True, **own_ids
+        )
+        losses.append(local)
+    mean = (losses[0] + losses[1]) / 2
+    torch.testing.assert_close(mean, full, rtol=0, atol=1e-12)
+    assert abs(losses[0].item() - losses[1].item()) > 1e-3  # the ranks really differ
+    expected = torch.autograd.grad(full, leaves)
+    for got, want in zip(torch.autograd.grad(mean, leaves), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_siglip_local_without_gather_is_refused() -> None:
+    image = unit_rows(4, 3, seed=0)
+    with pytest.raises(ValueError, match="add gather"):
+        siglip_loss(image, image, torch.tensor(1.0), torch.tensor(-10.0), local=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_siglip_under_autocast_stays_float32_and_close(dtype: torch.dtype) -> None:
+    def run(enabled: bool) -> list[torch.Tensor]:
+        leaves = [unit_rows(32, 16, 0, torch.float32), unit_rows(32, 16, 1, torch.float32)]
+        leaves += [init_logit_scale(0.1), init_logit_bias()]
+        leaves = [x.detach().requires_grad_() for x in leaves]
+        with torch.autocast("cpu", dtype=dtype, enabled=enabled):
+            loss = siglip_loss(*leaves, image_ids=torch.arange(32) % 16)
+        return [loss, *torch.autograd.grad(loss, leaves)]
+
+    eps = torch.finfo(dtype).eps
+    names = ["loss", "image", "text", "logit_scale", "logit_bias"]
+    for name, got, want in zip(names, run(True), run(False), strict=True):
+        assert got.dtype == torch.float32, name
+        error = ((got - want).norm() / want.norm()).item()
+        assert error < 2 * eps, f"{name}: relative error {error:.1e}"
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_loss_kind_is_checked_with_the_valid_values_named(kind: str) -> None:
+    from simpleclip.config import ConfigError, load_config
+
+    assert load_config(None, [f"loss.kind={kind}"]).loss.kind == kind
+    assert load_config(None).loss.kind == "clip"  # the default: today's loss
+    with pytest.raises(ConfigError, match=r"loss\.kind must be 'clip' or 'siglip', got 'sigmoid'"):
+        load_config(None, ["loss.kind=sigmoid"])

@@ -98,6 +98,52 @@ def test_training_lowers_the_loss_and_beats_chance(
     assert CLIPModel.load(tmp_path / "run" / "best").config == config
 
 
+def test_siglip_trains_beats_chance_and_saves_its_bias(
+    tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``loss.kind=siglip``: the trainer calls ``siglip_loss``, the bias learns without decay,
+    and checkpoints carry it (CLIP's hold no such tensor, so they load as before)."""
+    import simpleclip.train.trainer as train_module
+
+    calls, real_loss = [], train_module.siglip_loss
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs["gather"], kwargs["local"]))
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "siglip_loss", spy)
+    monkeypatch.setattr(train_module, "clip_loss", None)  # never called
+    settings = ("loss.kind=siglip", "loss.init_temperature=0.1", "train.epochs=4", "data.pairs=all")
+    config = tiny_config(synthetic_root, tmp_path / "run", *settings)
+    result = train(config, progress=False)
+    assert calls and set(calls) == {(True, False)}
+    losses = [record["train_loss"] for record in result.history]
+    assert losses[-1] < 0.8 * losses[0]
+    train_set, _ = build_datasets(config, result.model, synthetic_root)
+    assert evaluate(result.model, train_set)["t2i"]["R@5"] > 3 * 5 / len(train_set.image_names)
+    bias = result.model.logit_bias
+    assert isinstance(bias, torch.nn.Parameter) and bias.item() != pytest.approx(-10.0, abs=1e-4)
+    group = next(
+        g
+        for g in make_optimizer(result.model, config).param_groups
+        if any(p is bias for p in g["params"])
+    )
+    assert group["weight_decay"] == 0.0 and group["lr"] == config.head.lr
+    loaded = CLIPModel.load(tmp_path / "run" / "last")
+    assert loaded.config.loss.kind == "siglip"
+    assert torch.equal(loaded.logit_bias.detach(), bias.detach().cpu())
+    assert torch.equal(loaded.logit_scale.detach(), result.model.logit_scale.detach().cpu())
+    clip = build_model(
+        tiny_config(synthetic_root, tmp_path / "c"), tokenizer=_tokenizer(synthetic_root)
+    )
+    assert clip.logit_bias is None and "logit_bias" not in clip.state_dict()
+    with pytest.raises(ValueError, match="micro_batch_size"):  # GradCache: logit_scale only
+        Trainer.build(
+            loaded,
+            tiny_config(synthetic_root, tmp_path / "m", *settings, "train.micro_batch_size=8"),
+        )
+
+
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
     tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

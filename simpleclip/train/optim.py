@@ -3,7 +3,8 @@
 Three parameter groups with their own learning rates: a pretrained image backbone and text
 transformer want small steps, the freshly initialised heads and temperature larger ones.
 Weight decay applies to weight matrices only: never to biases, normalisation parameters or
-``logit_scale`` (decaying the log-temperature would pull the temperature towards 1).
+``logit_scale`` (decaying the log-temperature would pull the temperature towards 1) or
+SigLIP's ``logit_bias`` (0-d like every bias: decay would pull it from -10 towards 0).
 Warm-up then cosine decay, as in the CLIP paper (Section 2.5). Taught in
 ``notebooks/06_training.ipynb``.
 """

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from simpleclip.config import Config
 from simpleclip.data.image_cache import BatchAugment
-from simpleclip.loss import clip_loss
+from simpleclip.loss import clip_loss, siglip_loss
 from simpleclip.model import CLIPModel
 from simpleclip.train import distributed
 from simpleclip.train.device import Precision, select_precision
@@ -78,6 +78,11 @@ class Trainer:
         """The trainer ``train`` uses for ``model``: moved to ``device``, towers compiled if
         ``train.compile``, then DDP-wrapped under torchrun, AdamW with per-part learning rates,
         warm-up + cosine over ``total_steps``, and loss scaling for fp16."""
+        if config.train.micro_batch_size > 0 and model.logit_bias is not None:
+            raise ValueError(  # grad_cache_backward carries logit_scale's gradient only
+                "train.micro_batch_size > 0 does not support loss.kind=siglip yet (GradCache "
+                "would drop logit_bias's gradient); set train.micro_batch_size=0."
+            )
         device = torch.device(device)
         precision = select_precision(device, config.train.precision)
         model.to(device)
@@ -169,10 +174,13 @@ class Trainer:
         return full_backward(self.towers, batch, self.loss, self.scaler, autocast)
 
     def loss(self, image_embeds, text_embeds, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``clip_loss`` over all ranks' pairs (this process's alone without torchrun)."""
+        """``clip_loss`` or ``siglip_loss`` (``loss.kind``) over all ranks' pairs (this
+        process's alone without torchrun)."""
         multi = self.config.loss.multi_positive
         ids = {k: batch[k] for k in ("image_ids", "text_ids")} if multi else {}
         local = self.config.train.distributed_loss == "local"
-        return clip_loss(
-            image_embeds, text_embeds, self.model.logit_scale, gather=True, local=local, **ids
-        )
+        options = {"gather": True, "local": local, **ids}
+        logit_scale, logit_bias = self.model.logit_scale, self.model.logit_bias
+        if self.config.loss.kind == "siglip":
+            return siglip_loss(image_embeds, text_embeds, logit_scale, logit_bias, **options)
+        return clip_loss(image_embeds, text_embeds, logit_scale, **options)
