@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,15 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FLICKR = REPO_ROOT.parent / "shared" / "data" / "flickr8k_1k"
+# Debian's Chromium, driven by Playwright (never `playwright install`): the browser tests.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +76,18 @@ def tiny_tokenizer(synthetic_root: Path):
 
     captions = read_captions(synthetic_root / "captions.txt")
     return train_wordpiece_tokenizer(captions["caption"], vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """Headless Chromium for the browser tests; they skip, saying why, where it is missing."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as err:
+        pytest.skip(f"playwright cannot be imported ({err}): pip install playwright")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -22,32 +22,10 @@ from simpleclip.app import ClipApp, launch
 from simpleclip.config import load_config
 from simpleclip.train import train
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 TIMEOUT_MS = 30_000
 # gradio's own pandas calls warn under pandas 3; nothing to do with this app
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as err:
-        pytest.skip(f"playwright cannot be imported ({err}): pip install playwright")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -239,13 +239,17 @@ IDS = {
 
 @pytest.mark.parametrize("ids", IDS.values(), ids=IDS.keys())
 @pytest.mark.parametrize("local", [False, True], ids=["gather", "local"])
-def test_gather_and_local_change_nothing_in_one_process(ids: dict, local: bool) -> None:
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_gather_and_local_change_nothing_in_one_process(ids: dict, local: bool, kind: str) -> None:
     """The trainer always passes ``gather=True``; without torchrun that is the plain loss."""
     inputs = [unit_rows(8, 4, seed=0), unit_rows(8, 4, seed=1), torch.tensor(2.0).double()]
+    loss = clip_loss
+    if kind == "siglip":  # and its learned bias
+        inputs, loss = [*inputs, torch.tensor(-3.0).double()], siglip_loss
     plain_inputs = [x.clone().requires_grad_() for x in inputs]
     gathered_inputs = [x.clone().requires_grad_() for x in inputs]
-    plain = clip_loss(*plain_inputs, **ids)
-    gathered = clip_loss(*gathered_inputs, gather=True, local=local, **ids)
+    plain = loss(*plain_inputs, **ids)
+    gathered = loss(*gathered_inputs, gather=True, local=local, **ids)
     torch.testing.assert_close(gathered, plain, rtol=0, atol=1e-12)
     plain.backward()
     gathered.backward()
@@ -254,19 +258,27 @@ def test_gather_and_local_change_nothing_in_one_process(ids: dict, local: bool) 
 
 
 @pytest.mark.parametrize("ids", IDS.values(), ids=IDS.keys())
-def test_local_rows_of_all_ranks_average_to_the_full_loss(ids: dict, monkeypatch) -> None:
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_local_rows_of_all_ranks_average_to_the_full_loss(
+    ids: dict, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two ranks played in one process: each computes its 4 rows of the gathered 8-pair loss.
 
     The gathers are stand-ins that return the whole batch (with its graph); the ranks' mean
-    must be the full loss, with its gradients, for the ids and targets offset by rank·B.
-    ``tests/test_distributed.py`` checks the same with real processes and DDP.
+    must be the full loss, with its gradients (scale, and SigLIP's bias too), for the ids and
+    targets offset by rank·B. SigLIP divides each rank's row sum by its 4 rows, so the mean is
+    the full sum / 8. ``tests/test_distributed.py`` checks the same with real processes and DDP.
     """
     import simpleclip.loss as loss_module
 
     image, text = unit_rows(8, 4, seed=0), unit_rows(8, 4, seed=1)
     leaves = [image.requires_grad_(), text.requires_grad_(), torch.tensor(2.0).double()]
-    leaves[2].requires_grad_()
-    full = clip_loss(*leaves, **ids)
+    loss = clip_loss
+    if kind == "siglip":  # and its learned bias
+        leaves, loss = [*leaves, torch.tensor(-3.0).double()], siglip_loss
+    for leaf in leaves[2:]:
+        leaf.requires_grad_()
+    full = loss(*leaves, **ids)
     losses = []
     for rank in range(2):
         part = slice(4 * rank, 4 * rank + 4)
@@ -277,8 +289,9 @@ def test_local_rows_of_all_ranks_average_to_the_full_loss(ids: dict, monkeypatch
         monkeypatch.setattr(loss_module, "all_gather_with_grad", lambda x, w=whole: w[id(x)])
         monkeypatch.setattr(loss_module, "_all_gather", lambda x, w=whole: w[id(x)])
         own_ids = {name: own[name] for name in ids}
-        local = clip_loss(own["image"], own["text"], leaves[2], gather=True, local=True, **own_ids)
-        losses.append(local)
+        losses.append(
+            loss(own["image"], own["text"], *leaves[2:], gather=True, local=True, **own_ids)
+        )
     mean = (losses[0] + losses[1]) / 2
     torch.testing.assert_close(mean, full, rtol=0, atol=1e-12)
     assert abs(losses[0].item() - losses[1].item()) > 1e-3  # the ranks really differ
@@ -433,58 +446,6 @@ def test_siglip_starts_at_the_papers_values_and_learns_scale_and_bias() -> None:
     embeds = torch.eye(8, dtype=torch.float64)
     perfect = siglip_loss(embeds, embeds, torch.tensor(math.log(100.0)), torch.tensor(-50.0))
     assert perfect.item() < 1e-15
-
-
-@pytest.mark.parametrize("ids", IDS.values(), ids=IDS.keys())
-@pytest.mark.parametrize("local", [False, True], ids=["gather", "local"])
-def test_siglip_gather_and_local_change_nothing_in_one_process(ids: dict, local: bool) -> None:
-    inputs = [unit_rows(8, 4, seed=0), unit_rows(8, 4, seed=1), torch.tensor(2.0).double()]
-    inputs.append(torch.tensor(-3.0).double())
-    plain_inputs = [x.clone().requires_grad_() for x in inputs]
-    gathered_inputs = [x.clone().requires_grad_() for x in inputs]
-    plain = siglip_loss(*plain_inputs, **ids)
-    gathered = siglip_loss(*gathered_inputs, gather=True, local=local, **ids)
-    torch.testing.assert_close(gathered, plain, rtol=0, atol=1e-12)
-    plain.backward()
-    gathered.backward()
-    for a, b in zip(gathered_inputs, plain_inputs, strict=True):
-        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-12)
-
-
-@pytest.mark.parametrize("ids", IDS.values(), ids=IDS.keys())
-def test_siglip_local_rows_of_all_ranks_average_to_the_full_loss(ids: dict, monkeypatch) -> None:
-    """Two ranks played in one process, as for ``clip_loss``: each owns 4 of the 8 rows.
-
-    Each rank's loss is its rows' sum divided by its 4 rows, so the ranks' mean is the full
-    8-pair loss (sum / 8), with the full loss's gradients for scale and bias too.
-    """
-    import simpleclip.loss as loss_module
-
-    image, text = unit_rows(8, 4, seed=0), unit_rows(8, 4, seed=1)
-    leaves = [image.requires_grad_(), text.requires_grad_()]
-    leaves += [torch.tensor(2.0).double().requires_grad_(), torch.tensor(-3.0).double()]
-    leaves[3].requires_grad_()
-    full = siglip_loss(*leaves, **ids)
-    losses = []
-    for rank in range(2):
-        part = slice(4 * rank, 4 * rank + 4)
-        own = {"image": image[part], "text": text[part], **{n: v[part] for n, v in ids.items()}}
-        whole = {id(own["image"]): image, id(own["text"]): text}  # what the gathers return
-        whole.update({id(own[name]): ids[name] for name in ids})
-        monkeypatch.setattr(loss_module, "rank", lambda rank=rank: rank)
-        monkeypatch.setattr(loss_module, "all_gather_with_grad", lambda x, w=whole: w[id(x)])
-        monkeypatch.setattr(loss_module, "_all_gather", lambda x, w=whole: w[id(x)])
-        own_ids = {name: own[name] for name in ids}
-        local = siglip_loss(
-            own["image"], own["text"], *leaves[2:], gather=True, local=True, **own_ids
-        )
-        losses.append(local)
-    mean = (losses[0] + losses[1]) / 2
-    torch.testing.assert_close(mean, full, rtol=0, atol=1e-12)
-    assert abs(losses[0].item() - losses[1].item()) > 1e-3  # the ranks really differ
-    expected = torch.autograd.grad(full, leaves)
-    for got, want in zip(torch.autograd.grad(mean, leaves), expected, strict=True):
-        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
 
 def test_siglip_local_without_gather_is_refused() -> None:
