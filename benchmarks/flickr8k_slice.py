@@ -95,7 +95,7 @@ def test_embeddings(config: Config, model: CLIPModel):
     dataset = eval_split(model, config.data.root, "test")
     if config.train.cache_features:
         cache = data_cache_dir(config.data.root)
-        return embed_features(model, cached_features(model, dataset, cache), dataset.caption_image)
+        return embed_features(model, cached_features(model, dataset, cache), dataset)
     return compute_embeddings(model, dataset)
 
 

@@ -85,6 +85,21 @@ class LossConfig:
             raise ConfigError(f"loss.kind must be {valid}, got {self.kind!r}")
 
 
+REPORT_TO = ("jsonl", "tensorboard", "wandb")  # simpleclip.train.reporting: where curves go
+
+
+def check_report_to(names: list[str]) -> None:
+    """Refuse a ``train.report_to`` name that no reporter answers to, listing the valid ones."""
+    if isinstance(names, str):
+        raise ConfigError(f"train.report_to must be a list of names, got {names!r}")
+    unknown = [name for name in names if name not in REPORT_TO]
+    if unknown:
+        raise ConfigError(
+            f"train.report_to: unknown {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(REPORT_TO)}"
+        )
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 5  # passes over the training split
@@ -99,8 +114,14 @@ class TrainConfig:
     cache_features: bool = False  # frozen encoders only: encode the data once, train the heads
     micro_batch_size: int = 0  # > 0: encode each batch in micro-batches (GradCache), same loss
     compile: bool = False  # torch.compile the towers: faster steps after a warm-up (10-60 s)
+    keep_freed_memory: bool = True  # CPU: glibc keeps freed memory, no page faults (allocator)
     distributed_loss: str = "gather"  # torchrun: "gather" all ranks' negatives, or "local"
+    init_from: str | None = None  # a checkpoint folder: start from its heads (not random)
     out_dir: str = "runs/clip"  # where checkpoints, metrics and the config go
+    report_to: list[str] = field(default_factory=lambda: ["jsonl"])  # + tensorboard, wandb
+
+    def __post_init__(self) -> None:
+        check_report_to(self.report_to)
 
 
 @dataclass
@@ -179,6 +200,11 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         return _check_type(value, next(a for a in args if a is not type(None)), where)
+    if origin is list:  # a list, or "a,b" as typed after --set
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return [_check_type(v.strip() if isinstance(v, str) else v, args[0], where) for v in items]
     if origin is tuple:
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(f"{where} must be a list of {len(args)} values, got {value!r}")

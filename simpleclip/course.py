@@ -1,6 +1,6 @@
 """The course's settings: which track the notebooks run, and the one config each track uses.
 
-Every notebook starts with ``course = course_setup()``, so all nine read the same settings
+Every notebook starts with ``course = course_setup()``, so all ten read the same settings
 the same way:
 
 - ``SIMPLECLIP_TRACK=smoke``: synthetic shapes and tiny models, seconds per notebook (CI's

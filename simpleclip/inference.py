@@ -4,7 +4,9 @@ Evaluation, the feature cache, search and zero-shot classification all encode ma
 same way, and the details matter: eval mode (no dropout, frozen BatchNorm statistics) for the
 duration only, no gradients, batches moved to the model's device, one precision rule (autocast
 with ``train.device.select_precision(device)``: bf16 on CUDA where supported, fp32 on the CPU
-and MPS), and results back as float32 on the CPU. They all go through ``encode_batches``.
+and MPS), and results back as float32 on the CPU, and the random number generator left as it
+was (a ``DataLoader`` draws a seed from it), so training's dropout masks do not depend on what
+was encoded before. They all go through ``encode_batches``.
 Taught in ``notebooks/07_evaluation.ipynb``.
 """
 
@@ -68,7 +70,8 @@ def encode_batches(
     """
     device = model_device(model)
     chunks = []
-    with eval_mode(model), select_precision(device).autocast(device):
+    rng = torch.random.fork_rng(devices=[])  # a DataLoader's seed draw leaves the CPU RNG alone
+    with rng, eval_mode(model), select_precision(device).autocast(device):
         for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
             if isinstance(batch, Mapping):
                 out = encode(**{key: value.to(device) for key, value in batch.items()})

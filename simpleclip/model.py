@@ -156,6 +156,37 @@ class CLIPModel(nn.Module):
             )
         return model.to(device).eval()
 
+    # The Hugging Face Hub names for sharing; the work is in simpleclip.hub (imported late,
+    # because it imports this module).
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """``save`` plus a model card (``README.md``): a folder ready to share on the Hub."""
+        from simpleclip import hub
+
+        return hub.save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, device: str | torch.device = "cpu", **kwargs: Any
+    ) -> CLIPModel:
+        """``load`` a local folder, or a Hub repo id such as ``"user/name"`` (downloaded once).
+
+        ``kwargs``: ``revision``, ``token``, ``cache_dir``, ``endpoint`` (see
+        ``simpleclip.hub.from_pretrained``).
+        """
+        from simpleclip import hub
+
+        return hub.from_pretrained(name_or_path, device, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload this model and a model card to the Hub repo ``repo_id``; returns its URL.
+
+        ``kwargs``: ``private``, ``token``, ``commit_message``, ``endpoint``, ``datasets`` (see
+        ``simpleclip.hub.push_checkpoint``).
+        """
+        from simpleclip import hub
+
+        return hub.push_to_hub(self, repo_id, **kwargs)
+
 
 def build_model(
     config: Config,

@@ -50,3 +50,14 @@ def test_feature_cache_smoke_prints_both_runs_and_the_ratio() -> None:
         assert row["epochs"] == 2 and finite_positive(row, ["epoch_seconds", "total_seconds"])
         assert 0 <= row["t2i_R@5"] <= 1 and 0 <= row["i2t_R@5"] <= 1
     assert finite_positive(ratio, ["epoch_speedup"]), ratio
+
+
+def test_finetune_throughput_smoke_prints_both_programs_and_the_ratio() -> None:
+    script = SCRIPT.with_name("finetune_throughput.py")
+    tutorial, simpleclip, round_ratio, summary = run_smoke(script)
+    assert (tutorial["variant"], simpleclip["variant"]) == ("tutorial", "simpleclip")
+    for row in (tutorial, simpleclip):
+        assert finite_positive(row, ["pairs_per_s", "seconds", "peak_rss_mb"]), row
+        assert row["system_s"] >= 0 and row["minor_faults_per_step"] >= 0
+        assert (row["round"], row["batch_size"], row["steps"]) == (1, 8, 2)  # the smoke sizes
+    assert finite_positive(round_ratio, ["ratio"]) and finite_positive(summary, ["ratio"])

@@ -2,7 +2,7 @@
 opens in headless Chromium, served from a plain static server.
 
 Skipped (with the reason) where Chromium, Playwright or the docs requirements
-(``pip install -r requirements-docs.txt``) are missing. About two minutes on 2 cores: the nine
+(``pip install -r requirements-docs.txt``) are missing. About two minutes on 2 cores: the ten
 notebooks run once, in the smoke track.
 """
 

@@ -68,6 +68,12 @@ def test_cpu_track_on_real_photos(shared_flickr: Path, monkeypatch: pytest.Monke
     zero_shot = json.loads((run / "zeroshot_test.json").read_text())
     assert zero_shot["n_photos"] > 100
     assert zero_shot["accuracy"]["bare"] >= 2 * zero_shot["majority_accuracy"], zero_shot
+    # Chapter 10: both losses at every batch size, and LiT, train useful models on real photos
+    after_clip = json.loads((REPO / "runs" / "course-cpu-after-clip" / "results.json").read_text())
+    expected = {f"{loss}-batch{b}" for loss in ("clip", "siglip") for b in (16, 64, 256)}
+    assert expected | {"lit-batch64"} == after_clip.keys()
+    assert all(row["t2i R@5"] >= 0.50 for row in after_clip.values()), after_clip
+    assert all(row["bias"] < -5 for name, row in after_clip.items() if "siglip" in name)
 
 
 @pytest.mark.slow

@@ -42,7 +42,6 @@ from simpleclip.train.trainer import Trainer
 
 WORLD, B = 2, 8  # ranks, pairs per rank
 VARIANTS = [("gather", 0), ("local", 0), ("gather", 2), ("local", 2)]  # (loss, micro_batch_size)
-SIGLIP_VARIANTS = [("gather", 0), ("local", 0)]  # GradCache does not carry logit_bias yet
 TOLERANCE = 1e-5
 NO_SCALER = torch.amp.GradScaler("cpu", enabled=False)
 
@@ -102,8 +101,9 @@ def _gradients(
     towers = towers or Towers(model)
     model.zero_grad(set_to_none=True)
     if micro:
+        params = [p for p in (model.logit_scale, model.logit_bias) if p is not None]
         loss = grad_cache_backward(
-            towers, batch, _loss_fn(model, kind), model.logit_scale, scaler, autocast, micro
+            towers, batch, _loss_fn(model, kind), params, scaler, autocast, micro
         )
     else:
         loss = full_backward(towers, batch, _loss_fn(model, kind), scaler, autocast)
@@ -202,9 +202,7 @@ def _two_ranks(
 ) -> None:
     model_dir = model_dirs["clip"]
     results = {"gradients": _rank_gradients(rank, model_dir, batch)}
-    results["siglip_gradients"] = _rank_gradients(
-        rank, model_dirs["siglip"], batch, SIGLIP_VARIANTS
-    )
+    results["siglip_gradients"] = _rank_gradients(rank, model_dirs["siglip"], batch)
     results.update(_rank_training(rank, config_a, config_b))
     results["compiled"] = _rank_compiled_training(rank, config_c)
     results["hidden_ddp"] = _rank_hidden_ddp_error(model_dir, batch)
@@ -290,18 +288,21 @@ def test_two_ranks_give_the_gradients_of_one_process_on_the_whole_batch(
         assert loss == pytest.approx(reference_loss, abs=1e-6)  # mean over ranks
 
 
-@pytest.mark.parametrize("kind", [v[0] for v in SIGLIP_VARIANTS])
-def test_siglip_on_two_ranks_gives_the_gradients_of_one_process(vit, two_ranks, kind) -> None:
-    """The sigmoid loss under gather (N·B rows, ÷ N·B) and local (B rows, ÷ B): DDP's average
-    is one process's gradient on the whole batch, ``logit_scale`` and ``logit_bias`` included."""
+@pytest.mark.parametrize(("kind", "micro"), VARIANTS)
+def test_siglip_on_two_ranks_gives_the_gradients_of_one_process(vit, two_ranks, kind, micro):
+    """The sigmoid loss under gather (N·B rows, ÷ N·B) and local (B rows, ÷ B), whole or in
+    micro-batches (GradCache): DDP's average is one process's gradient on the whole batch,
+    ``logit_scale`` and ``logit_bias`` included."""
     model = CLIPModel.load(vit["siglip_dir"])
     reference_loss, reference = _gradients(model, vit["batch"], "single", 0)
     assert {"logit_scale", "logit_bias"} <= reference.keys()
     assert all(g.abs().sum() > 0 for g in reference.values())  # every parameter is tested
     for rank in range(WORLD):
-        loss, grads = two_ranks["ranks"][rank]["siglip_gradients"][kind, 0]
+        loss, grads = two_ranks["ranks"][rank]["siglip_gradients"][kind, micro]
         difference = _max_difference(grads, reference)
-        print(f"siglip {kind}, rank {rank}: max |grad difference| = {difference:.2e}")
+        print(
+            f"siglip {kind}, micro={micro}, rank {rank}: max |grad difference| = {difference:.2e}"
+        )
         assert difference < TOLERANCE
         assert loss == pytest.approx(reference_loss, abs=1e-6)  # mean over ranks
     batch = dict(vit["batch"], image_ids=torch.arange(WORLD * B))  # duplicate not marked
@@ -317,9 +318,12 @@ def test_the_duplicate_across_ranks_is_a_positive(vit, two_ranks) -> None:
     assert _max_difference(grads, unmarked) > 100 * TOLERANCE
 
 
-def test_micro_batches_give_the_full_batch_gradients(vit) -> None:
-    model, batch = _load(vit), vit["batch"]
+@pytest.mark.parametrize("saved", ["model_dir", "siglip_dir"])
+def test_micro_batches_give_the_full_batch_gradients(vit, saved) -> None:
+    """GradCache for both losses; SigLIP's ``logit_bias`` gets its gradient too."""
+    model, batch = CLIPModel.load(vit[saved]), vit["batch"]
     full_loss, full = _gradients(model, batch, "single", 0)
+    assert "logit_scale" in full and ("logit_bias" in full) == (saved == "siglip_dir")
     cached_loss, cached = _gradients(model, batch, "single", len(batch["image_ids"]) // 4)
     difference = _max_difference(cached, full)
     print(f"GradCache, 4 micro-batches: max |grad difference| = {difference:.2e}")

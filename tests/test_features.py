@@ -33,18 +33,72 @@ def test_cached_features_train_the_same_model_as_recomputing_them(
     )
 
 
-def test_cache_features_refuses_trainable_encoders(
+def test_cache_features_refuses_when_no_encoder_is_frozen(
     tiny_config, synthetic_root: Path, tmp_path: Path
 ):
     cached = (*FROZEN, "train.cache_features=true")
-    for trainable_part in (
-        "image.trainable=true",
-        "image.pooling=attention",
-        "text.unfreeze_last=1",
+    for trainable_parts in (
+        ("image.trainable=true", "text.trainable=true"),
+        ("image.pooling=attention", "text.unfreeze_last=1"),
     ):
-        config = tiny_config(synthetic_root, tmp_path / "c", *cached, trainable_part)
-        with pytest.raises(ValueError, match="needs frozen encoders"):
+        config = tiny_config(synthetic_root, tmp_path / "c", *cached, *trainable_parts)
+        with pytest.raises(ValueError, match="needs a frozen encoder"):
             train(config, progress=False)
+
+
+def test_a_run_that_computes_the_cache_equals_one_that_reads_it(
+    tiny_config, synthetic_root: Path, tmp_path: Path
+):
+    """Same seed, same model, whether the features were computed in this run or read from an
+    earlier one: computing them must not draw from the RNG the heads' dropout uses (it did,
+    through the DataLoader's seed, and repeated runs of a config then disagreed)."""
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_root, data, ignore=shutil.ignore_patterns(".cache"))
+    settings = (*FROZEN, "train.cache_features=true", "head.kind=mlp", "head.dropout=0.3")
+    computing = train(tiny_config(data, tmp_path / "a", *settings), progress=False)
+    reading = train(tiny_config(data, tmp_path / "b", *settings), progress=False)
+    assert len(list((data / ".cache").glob("*-features-*.pt"))) == 4  # train and dev, 2 towers
+    for (name, a), (_, b) in zip(
+        computing.model.state_dict().items(), reading.model.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
+
+
+def test_locked_image_tuning_caches_the_image_tower_alone_and_trains_the_same_model(
+    tiny_config, synthetic_root: Path, tmp_path: Path
+):
+    """LiT: image tower frozen, text tower trained. Cached image features give the model that
+    encoding the pictures at every step gives (no augmentation, so the pictures are the same)."""
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_root, data, ignore=shutil.ignore_patterns(".cache"))
+    lit = ("image.trainable=false", "data.crop_scale=[1.0,1.0]", "data.color_jitter=0.0")
+    recomputed = train(tiny_config(data, tmp_path / "a", *lit), progress=False)
+    cached_config = tiny_config(data, tmp_path / "b", *lit, "train.cache_features=true")
+    cached = train(cached_config, progress=False)
+    assert sorted(p.name.split("-")[0] for p in (data / ".cache").glob("*-features-*.pt")) == [
+        "image",
+        "image",
+    ]  # train and dev pictures; no caption features: the text tower is trained
+    before = build_model(cached_config, tokenizer=cached.model.tokenizer).text_encoder
+    text_moved = [
+        (a - b).abs().max().item()
+        for a, b in zip(
+            cached.model.text_encoder.state_dict().values(),
+            before.state_dict().values(),
+            strict=True,
+        )
+    ]
+    assert max(text_moved) > 1e-3  # the text tower really trained
+    for (name, a), (_, b) in zip(
+        recomputed.model.state_dict().items(), cached.model.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=name)
+    for direction in ("t2i", "i2t"):  # dev recall from cached image features, the same
+        got, expected = (
+            cached.history[-1]["val"][direction],
+            recomputed.history[-1]["val"][direction],
+        )
+        assert got == pytest.approx(expected, abs=1e-4)
 
 
 @pytest.fixture

@@ -80,6 +80,17 @@ def test_dropout_is_off_while_embedding_and_the_mode_comes_back(model, dataset) 
     assert model.training and model.image_head.training and model.text_head.training
 
 
+def test_encoding_leaves_the_random_number_generator_alone(model, dataset) -> None:
+    """A DataLoader draws its seed from the global RNG: encoding a split (feature cache, dev
+    evaluation) must not change the dropout masks training draws next."""
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    embed_images(model, dataset.images(), batch_size=4)  # a DataLoader over a dataset
+    embed_texts(model, caption_batches(dataset, batch_size=4))
+    torch.testing.assert_close(torch.rand(4), expected, atol=0, rtol=0)
+
+
 def test_eval_mode_restores_every_sub_module_even_after_an_error() -> None:
     model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5), nn.BatchNorm1d(2)).train()
     model[2].eval()  # e.g. a frozen backbone kept in eval mode inside a training model

@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     search_cli.add_arguments(search)
     search.set_defaults(run=search_cli.run)
 
+    from simpleclip.cli.push import add_push_parser
+
+    add_push_parser(commands)
+
+    from simpleclip.cli.export import add_export_parser
+
+    add_export_parser(commands)
+
     app = commands.add_parser(
         "app", help="a web app: search pictures with words, label a picture (127.0.0.1)"
     )
@@ -213,9 +221,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from simpleclip.allocator import keep_freed_memory
     from simpleclip.evaluate import eval_split, evaluate, format_recall_table, save_metrics
     from simpleclip.train.device import select_device
 
+    if select_device("auto").type == "cpu":
+        keep_freed_memory()  # as training does: each batch reuses the last one's memory
     if args.baseline:
         from simpleclip.evaluate.baseline import load_baseline
 

@@ -16,7 +16,7 @@ import csv
 import os
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -54,7 +54,7 @@ def read_captions(path: str | Path, images_dir: str | Path | None = None) -> pd.
         rows = list(_read_csv(f, path) if _is_csv_header(first) else _read_token(f, path))
     table = pd.DataFrame(rows, columns=COLUMNS).astype({"caption_id": "int64"})
     if images_dir is not None:
-        table = _drop_missing_images(table, Path(images_dir), path)
+        table = drop_missing_images(table, Path(images_dir), path)
     return table
 
 
@@ -95,19 +95,39 @@ def _read_token(f, path: Path) -> Iterator[tuple[str, int, str]]:
         yield image, int(number), caption.strip()
 
 
-def _drop_missing_images(table: pd.DataFrame, images_dir: Path, path: Path) -> pd.DataFrame:
+def present_images(images_dir: str | Path, names: Iterable[str]) -> set[str]:
+    """The names that have a file under ``images_dir``; one directory listing per folder.
+
+    A name is a ``/``-separated path below ``images_dir`` (COCO's ``train2017/...jpg``).
+    """
+    by_folder: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        by_folder[name.rpartition("/")[0]].append(name)
+    present = set()
+    for folder, members in by_folder.items():
+        where = Path(images_dir) / folder
+        files = set(os.listdir(where)) if where.is_dir() else set()
+        present.update(m for m in members if m.rpartition("/")[2] in files)
+    return present
+
+
+def drop_missing_images(
+    table: pd.DataFrame, images_dir: Path, path: Path, stacklevel: int = 3
+) -> pd.DataFrame:
+    """Rows whose photo has a file; the rest dropped with one warning that counts them, so a
+    partial download still works. A run reads the same caption file once per split: the
+    warning is given once per (file, folder, count). ``stacklevel``: as ``warnings.warn``'s (3:
+    the caller of ``read_captions``)."""
     if not images_dir.is_dir():
         raise FileNotFoundError(f"Images folder not found: {images_dir}")
-    present = set(os.listdir(images_dir))
-    keep = table["image"].isin(present)
+    keep = table["image"].isin(present_images(images_dir, table["image"].unique()))
     missing = table.loc[~keep, "image"]
-    # A run reads the same caption file once per split: say it once per (file, folder, count).
     cause = (str(path.resolve()), str(images_dir.resolve()), len(missing))
     if len(missing) and cause not in _REPORTED:
         _REPORTED.add(cause)
         warnings.warn(
             f"{len(missing)} captions of {missing.nunique()} images listed in {path.name} have "
             f"no file in {images_dir} and were dropped (a partial download?); said once per run.",
-            stacklevel=3,  # point at the caller of read_captions
+            stacklevel=stacklevel,
         )
     return table[keep].reset_index(drop=True)

@@ -12,7 +12,6 @@ Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,7 +22,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from simpleclip.data.captions import read_captions
+from simpleclip.data.captions import present_images, read_captions
+from simpleclip.data.formats import Layout, find_layout, read_layout
 from simpleclip.data.images import SKIP_HINT, find_unreadable_images, load_rgb
 from simpleclip.data.splits import canonical_split, split_images
 from simpleclip.data.transforms import ImagePreprocessing, build_transforms
@@ -35,19 +35,27 @@ MAX_NAMED = 20  # bad pictures named in the skip warning; the count covers all o
 
 
 def find_captions_file(root: str | Path) -> Path:
-    """The caption file of a dataset folder, in either format."""
+    """The caption file of a dataset folder: Flickr8k's (either format), else Flickr30k's or
+    COCO's (``formats.find_layout``)."""
     for name in CAPTION_FILES:
         if (Path(root) / name).is_file():
             return Path(root) / name
+    if (layout := _other_layout(root)) is not None:
+        return layout.captions_file
     raise FileNotFoundError(
-        f"No caption file in {root}: expected {' or '.join(CAPTION_FILES)}. Get the data with "
+        f"No caption file in {root}: expected {' or '.join(CAPTION_FILES)} (Flickr8k, or your "
+        "own 'image,caption' CSV), results.csv or dataset_flickr30k.json (Flickr30k), "
+        "annotations/captions_train2017.json or dataset_coco.json (COCO). Get the data with "
         f"`simpleclip download flickr8k --root {root}` or make the synthetic set with "
         f"`simpleclip make-synthetic --out {root}`."
     )
 
 
 def find_images_dir(root: str | Path) -> Path:
-    """The image folder of a dataset folder (``Images/``, or the original archive's name)."""
+    """The image folder of a dataset folder (``Images/``, or the original archive's name);
+    for COCO the folder holding ``train2017/`` and ``val2017/``, as names carry that prefix."""
+    if (layout := _other_layout(root)) is not None and layout.images_dir.is_dir():
+        return layout.images_dir
     for name in IMAGE_DIRS:
         if (Path(root) / name).is_dir():
             return Path(root) / name
@@ -59,14 +67,28 @@ def load_split(root: str | Path, split: str | None, seed: int = 0) -> pd.DataFra
 
     Splits join with ``+``: ``"train+dev"`` trains on both when the dev set is not needed.
     Images absent from the folder are dropped with a warning (see ``read_captions``).
+    Flickr30k and COCO folders are recognised by their files and bring their own splits
+    (``formats.read_layout``).
     """
-    table = read_captions(find_captions_file(root), find_images_dir(root))
+    layout = _other_layout(root)
+    if layout is not None:
+        table, splits = read_layout(layout, seed=seed)
+    else:
+        table, splits = read_captions(find_captions_file(root), find_images_dir(root)), None
     if split is None:
         return table
     names = [canonical_split(name.strip()) for name in split.split("+")]
-    splits = split_images(table["image"].unique(), root, seed=seed)
+    if splits is None:
+        splits = split_images(table["image"].unique(), root, seed=seed)
     chosen = {image for name in names for image in splits[name]}
     return table[table["image"].isin(chosen)].reset_index(drop=True)
+
+
+def _other_layout(root: str | Path) -> Layout | None:
+    """Flickr30k or COCO, asked only when no Flickr8k caption file is there: Flickr8k wins."""
+    if any((Path(root) / name).is_file() for name in CAPTION_FILES):
+        return None
+    return find_layout(root)
 
 
 class CaptionDataset(Dataset):
@@ -74,7 +96,8 @@ class CaptionDataset(Dataset):
 
     Args:
         captions: rows with ``image`` and ``caption`` (e.g. from ``load_split``).
-        images_dir: folder holding the image files.
+        images_dir: folder holding the image files; ``images_dir / image`` is the file, so an
+            image may name a subfolder ("val2017/000000139.jpg").
         tokenizer: a Hugging Face tokenizer; its ``pad_token_id`` pads batches.
         transform: albumentations pipeline (``build_transforms``); default: eval, ImageNet.
         pairs: ``"all"`` or ``"one_per_image"`` (see the module docstring).
@@ -122,11 +145,12 @@ class CaptionDataset(Dataset):
 
     def _drop_or_refuse_bad_images(self, captions: pd.DataFrame, skip: bool) -> pd.DataFrame:
         names = captions["image"].unique()
-        present = set(os.listdir(self.images_dir)) if self.images_dir.is_dir() else set()
+        present = present_images(self.images_dir, names)
         bad = [n for n in names if n not in present]
         if skip:
             readable = [n for n in names if n in present]
-            bad += [p.name for p in find_unreadable_images(self.images_dir / n for n in readable)]
+            unreadable = find_unreadable_images(self.images_dir / n for n in readable)
+            bad += [p.relative_to(self.images_dir).as_posix() for p in unreadable]
             if bad:
                 shown = ", ".join(bad[:MAX_NAMED]) + (" ..." if len(bad) > MAX_NAMED else "")
                 warnings.warn(

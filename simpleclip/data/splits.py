@@ -2,7 +2,9 @@
 
 The five captions of one photo must stay in one split, or the test set leaks into training.
 The official split files (6,000/1,000/1,000 images) are used when present; otherwise a
-deterministic, seeded split by image. Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
+deterministic, seeded split by image. Flickr30k and COCO bring their own splits (Karpathy's
+file, COCO's train2017/val2017) and use the seeded split here where they have none
+(``formats.py``). Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 """
 
 from __future__ import annotations

@@ -69,6 +69,12 @@ class ImagePreprocessing:
         if not 0 < self.crop_pct <= 1:
             raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}.")
 
+    @property
+    def resize_short_side(self) -> int:
+        """The short side before the centre crop: ``floor(input_size / crop_pct)`` (timm's
+        rule; ``crop_pct=1`` is CLIP's), never below ``input_size``."""
+        return max(self.input_size, math.floor(self.input_size / self.crop_pct))
+
 
 def resize_short_side(image: np.ndarray, short_side: int, interpolation: str) -> np.ndarray:
     """Scale a uint8 HWC picture so its shorter side is ``short_side``, keeping its aspect.
@@ -96,13 +102,11 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
 def resize_and_crop(image: np.ndarray | Image.Image, pre: ImagePreprocessing) -> np.ndarray:
     """The eval view's geometry, shared by every path: (H, W, 3) uint8 -> (S, S, 3) uint8.
 
-    The short side goes to ``floor(input_size / crop_pct)`` (timm's rule; ``crop_pct=1`` is
-    CLIP's), then the centre square of side ``input_size`` is kept.
+    The short side goes to ``pre.resize_short_side``, then the centre square of side
+    ``input_size`` is kept.
     """
-    size = pre.input_size
-    short_side = max(size, math.floor(size / pre.crop_pct))
-    resized = resize_short_side(np.asarray(image), short_side, pre.interpolation)
-    return np.ascontiguousarray(center_crop(resized, size))
+    resized = resize_short_side(np.asarray(image), pre.resize_short_side, pre.interpolation)
+    return np.ascontiguousarray(center_crop(resized, pre.input_size))
 
 
 class ResizeAndCrop(A.ImageOnlyTransform):

@@ -6,10 +6,11 @@ One module per job:
 - ``step``: the gradients of one batch, whole or in micro-batches (GradCache);
 - ``data``: the dataset folder, splits, tokenizer and caches a run trains on;
 - ``optim``: AdamW and the warm-up + cosine schedule;
-- ``features``: frozen-encoder feature caching;
+- ``features``: frozen-encoder feature caching (both towers, or the image tower alone: LiT);
 - ``checkpoint``: folders written atomically, and the random state ``resume`` restores;
 - ``device``: CUDA, MPS or CPU, and the precision there;
 - ``distributed``: torchrun's process group and DDP;
+- ``reporting``: where the curves go (``metrics.jsonl``, TensorBoard, W&B);
 - ``run_dir``: a new run never overwrites an earlier one by accident (a lock, ``--overwrite``).
 
 ``from simpleclip.train import train`` is the entry point. The loop is imported on first use,

@@ -13,15 +13,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from safetensors.torch import load_file
+
 from simpleclip.cache import data_cache_dir
 from simpleclip.config import Config
 from simpleclip.data import CaptionDataset, build_transforms, load_split, make_synthetic
 from simpleclip.data.dataset import find_images_dir
 from simpleclip.data.image_cache import build_image_cache
 from simpleclip.evaluate import eval_split, evaluate, retrieval_metrics
-from simpleclip.model import CLIPModel, build_model
+from simpleclip.model import WEIGHTS, CLIPModel, build_model
 from simpleclip.tokenizer import train_wordpiece_tokenizer
-from simpleclip.train.features import FeatureDataset, cached_features, embed_features
+from simpleclip.train.checkpoint import readable_directory
+from simpleclip.train.features import (
+    FeatureDataset,
+    cached_features,
+    embed_features,
+    frozen_towers,
+)
 
 NO_VALIDATION = "none"  # data.val_split value: no per-epoch evaluation
 
@@ -40,12 +48,12 @@ def build_datasets(
     """Training and validation datasets (``data.train_split``, ``data.val_split``) with the
     image encoder's own preprocessing; no validation set when ``val_split`` is ``"none"``.
 
-    With cached features the train set uses the eval transform: features are computed once.
+    With cached image features the train set uses the eval transform: they are computed once.
     With ``data.skip_bad_images`` unreadable pictures are left out of both sets (and so out of
     the image and feature caches, which are built from ``image_names``).
     """
     pre = model.image_encoder.preprocessing
-    augment = not config.train.cache_features
+    augment = not (config.train.cache_features and "image" in frozen_towers(model))
     train_tf = build_transforms(pre, augment, config.data.crop_scale, config.data.color_jitter)
     common = {
         "tokenizer": model.tokenizer,
@@ -68,40 +76,88 @@ def build_datasets(
 
 
 def new_model(config: Config, root: Path) -> CLIPModel:
-    """The model a config describes; a from-scratch text encoder gets a tokenizer trained here."""
+    """The model a config describes; a from-scratch text encoder gets a tokenizer trained here.
+
+    With ``train.init_from`` (a checkpoint folder, e.g. a linear probe's ``best/``) the model
+    starts from that checkpoint's heads and temperature instead of random ones: a fine-tune
+    that starts from random heads first spends its steps undoing noise in the shared space,
+    while the encoders' gradients are meaningless. See ``load_matching_weights``.
+    """
     tokenizer = None
     if config.text.name == "tiny":  # a from-scratch text encoder gets a tokenizer of its own
         captions = load_split(root, config.data.train_split)["caption"]
         tokenizer = train_wordpiece_tokenizer(captions, config.text.vocab_size)
-    return build_model(config, tokenizer=tokenizer)
+    model = build_model(config, tokenizer=tokenizer)
+    if config.train.init_from:
+        load_matching_weights(model, config.train.init_from)
+    return model
+
+
+HEAD_TENSORS = ("image_head.", "text_head.", "logit_scale", "logit_bias")  # must all match
+
+
+def load_matching_weights(model: CLIPModel, directory: str | Path) -> list[str]:
+    """Copy into ``model`` every tensor of ``directory/model.safetensors`` whose name and shape
+    match; returns their names. The heads and the temperature must all match.
+
+    Raises:
+        FileNotFoundError: no checkpoint in ``directory``.
+        ValueError: a head tensor is missing from the checkpoint or has another shape (another
+            head kind or ``embed_dim``, or encoders of other widths); the message names them.
+    """
+    try:
+        directory = readable_directory(Path(directory).expanduser(), required=WEIGHTS)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"train.init_from: {err}") from None
+    source, own = load_file(directory / WEIGHTS), model.state_dict()
+    fits = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    heads = [k for k in own if k.startswith(HEAD_TENSORS)]
+    bad = [
+        f"{k} {tuple(own[k].shape)} vs {tuple(source[k].shape) if k in source else 'missing'}"
+        for k in heads
+        if k not in fits
+    ]
+    if bad:
+        raise ValueError(
+            f"train.init_from={directory}: its heads do not fit this model (model vs "
+            f"checkpoint): {'; '.join(bad)}. Use a checkpoint with the same head.kind, "
+            "head.embed_dim and encoder widths."
+        )
+    model.load_state_dict(fits, strict=False)
+    return sorted(fits)
 
 
 def training_data(
     config: Config, model: CLIPModel, root: Path
 ) -> tuple[CaptionDataset | FeatureDataset, Callable[[], dict | None]]:
     """The training set (pictures, or cached features) and a function giving dev metrics
-    (None without a validation split)."""
+    (None without a validation split).
+
+    With ``train.cache_features`` the frozen towers' features are cached; a trainable tower
+    still sees its pictures or captions (the image tower frozen alone: LiT).
+    """
     train_set, dev_set = build_datasets(config, model, root)
     cache = data_cache_dir(root)
-    if not config.train.cache_features:
-        if config.data.image_cache:
-            pre = model.image_encoder.preprocessing
-            image_cache = build_image_cache(train_set.images_dir, train_set.image_names, pre, cache)
-            train_set.use_image_cache(image_cache.filename)
-        return train_set, lambda: evaluate(model, dev_set) if dev_set else None
-    encoders = (model.image_encoder, model.text_encoder)
-    if any(p.requires_grad for encoder in encoders for p in encoder.parameters()):
+    towers = frozen_towers(model) if config.train.cache_features else ()
+    if config.train.cache_features and not towers:
         raise ValueError(
-            "train.cache_features needs frozen encoders (their features must not change): "
-            "add --frozen, or set image.trainable=false and text.trainable=false, with "
-            "unfreeze_last=0 and image.pooling=avg (attention pooling is trained)."
+            "train.cache_features needs a frozen encoder (its features must not change): add "
+            "--frozen, or set image.trainable=false (locked-image tuning) and/or "
+            "text.trainable=false, with unfreeze_last=0 and image.pooling=avg (attention "
+            "pooling is trained)."
         )
-    train_features = cached_features(model, train_set, cache)
+    if "image" not in towers and config.data.image_cache:
+        pre = model.image_encoder.preprocessing
+        image_cache = build_image_cache(train_set.images_dir, train_set.image_names, pre, cache)
+        train_set.use_image_cache(image_cache.filename)
+    if not towers:
+        return train_set, lambda: evaluate(model, dev_set) if dev_set else None
+    train_set = FeatureDataset(train_set, cached_features(model, train_set, cache, towers=towers))
     if dev_set is None:
-        return FeatureDataset(train_set, train_features), lambda: None
-    dev_features = cached_features(model, dev_set, cache)
+        return train_set, lambda: None
+    dev_features = cached_features(model, dev_set, cache, towers=towers)
 
     def validate() -> dict:
-        return retrieval_metrics(embed_features(model, dev_features, dev_set.caption_image))
+        return retrieval_metrics(embed_features(model, dev_features, dev_set))
 
-    return FeatureDataset(train_set, train_features), validate
+    return train_set, validate

@@ -1,14 +1,17 @@
-"""Frozen-encoder feature caching: encode the data once, then train only the heads.
+"""Frozen-encoder feature caching: encode the data once, then train only what can change.
 
-When both encoders are frozen, every epoch would recompute exactly the same features, and that
-is nearly all of the work. So we compute each image's and each caption's encoder features once,
-save them under the data folder, and train the heads and the temperature on them: an epoch
-takes seconds instead of minutes. The cache key covers everything that changes the features:
-the encoders' names, settings and weights, the image preprocessing, the tokenization and the
-data (file names, sizes and modification times, and the captions), hashed with
-``simpleclip.cache``. Any change, a new file; a damaged file is computed again. Features are
-computed by ``simpleclip.inference``, like every other encoding. Augmentation does not apply
-here: a cached picture always gives the same features.
+When an encoder is frozen, every epoch would recompute exactly the same features, and with both
+frozen that is nearly all of the work. So we compute the frozen towers' features (each image's,
+each caption's) once, save them under the data folder, and train the rest on them: with both
+towers frozen only the heads and the temperature train, and an epoch takes seconds instead of
+minutes. With the image tower alone frozen this is locked-image tuning (LiT, Zhai et al. 2022):
+the pictures are encoded once, the text tower is fine-tuned on the cached image features.
+The cache key covers everything that changes the features: the encoders' names, settings and
+weights, the image preprocessing, the tokenization and the data (file names, sizes and
+modification times, and the captions), hashed with ``simpleclip.cache``. Any change, a new
+file; a damaged file is computed again. Features are computed by ``simpleclip.inference``, like
+every other encoding. Augmentation does not apply here: a cached picture always gives the same
+features.
 Taught in ``notebooks/06_training.ipynb``.
 """
 
@@ -68,13 +71,27 @@ def feature_key(model: CLIPModel, dataset: CaptionDataset, tower: str) -> str:
     return digest(header, weights_fingerprint(encoder), *data)[:24]
 
 
+def frozen_towers(model: CLIPModel) -> tuple[str, ...]:
+    """The towers (``"image"``, ``"text"``) whose encoder has no trainable parameter: the ones
+    whose features cannot change during training, so the ones worth caching."""
+    encoders = {"image": model.image_encoder, "text": model.text_encoder}
+    return tuple(
+        tower for tower in TOWERS if not any(p.requires_grad for p in encoders[tower].parameters())
+    )
+
+
 def cached_features(
-    model: CLIPModel, dataset: CaptionDataset, cache_dir: str | Path, batch_size: int = 128
+    model: CLIPModel,
+    dataset: CaptionDataset,
+    cache_dir: str | Path,
+    batch_size: int = 128,
+    towers: tuple[str, ...] = TOWERS,
 ) -> dict[str, torch.Tensor]:
-    """Both towers' features, ``{"image_features": ..., "text_features": ...}``, each read from
-    ``cache_dir`` when an up-to-date copy is there (a damaged file is computed again)."""
+    """The features of ``towers`` (both by default), ``{"image_features": ...,
+    "text_features": ...}``, each read from ``cache_dir`` when an up-to-date copy is there (a
+    damaged file is computed again)."""
     features = {}
-    for tower in TOWERS:
+    for tower in towers:
         path = Path(cache_dir) / f"{tower}-features-{feature_key(model, dataset, tower)}.pt"
         tensor = read_cache_file(path)
         if not isinstance(tensor, torch.Tensor):
@@ -85,28 +102,38 @@ def cached_features(
 
 
 def embed_features(
-    model: CLIPModel, features: dict[str, torch.Tensor], caption_image: Any, batch_size: int = 4096
+    model: CLIPModel,
+    features: dict[str, torch.Tensor],
+    dataset: CaptionDataset,
+    batch_size: int = 4096,
 ) -> Embeddings:
-    """Project cached features through the heads: the embeddings ``retrieval_metrics`` reads."""
-    image_features = features["image_features"].split(batch_size)
-    text_features = features["text_features"].split(batch_size)
-    return Embeddings(
-        encode_batches(model, model.project_image, image_features),
-        encode_batches(model, model.project_text, text_features),
-        torch.tensor(caption_image),
-    )
+    """The embeddings ``retrieval_metrics`` reads: cached features projected through the heads;
+    a tower without cached features (the one being trained) encodes ``dataset`` itself."""
+    if "image_features" in features:
+        image_features = features["image_features"].split(batch_size)
+        image_embeds = encode_batches(model, model.project_image, image_features)
+    else:
+        image_embeds = embed_images(model, dataset.images())
+    if "text_features" in features:
+        text_features = features["text_features"].split(batch_size)
+        text_embeds = encode_batches(model, model.project_text, text_features)
+    else:
+        text_embeds = embed_texts(model, caption_batches(dataset))
+    return Embeddings(image_embeds, text_embeds, torch.tensor(dataset.caption_image))
 
 
 class FeatureDataset(Dataset):
     """The pairs of a ``CaptionDataset``, served as cached features instead of pixels and ids.
 
-    It walks the data exactly like the dataset it wraps (``pairs`` mode, ``set_epoch``).
+    It walks the data exactly like the dataset it wraps (``pairs`` mode, ``set_epoch``). A tower
+    without cached features is served as the wrapped dataset serves it: pictures (with its
+    transform or image cache, seeded per item), or padded token ids.
     """
 
     def __init__(self, dataset: CaptionDataset, features: dict[str, torch.Tensor]) -> None:
         self.dataset = dataset
-        self.image_features = features["image_features"]
-        self.text_features = features["text_features"]
+        self.image_features = features.get("image_features")
+        self.text_features = features.get("text_features")
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -114,16 +141,28 @@ class FeatureDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
 
-    def __getitem__(self, index: int) -> tuple[int, int]:
-        return self.dataset.pair(index)
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        caption, image = self.dataset.pair(index)
+        item: dict[str, Any] = {"caption": caption, "image_id": image}
+        if self.image_features is None:
+            item["image"] = self.dataset.load_image(image, augment_seed=index)
+        return item
 
-    def collate(self, pairs: list[tuple[int, int]]) -> dict[str, Any]:
-        """Shapes: image_features (B, D_img), text_features (B, D_txt), ids (B,)."""
-        captions = torch.tensor([c for c, _ in pairs])
-        images = torch.tensor([i for _, i in pairs])
-        return {
-            "image_features": self.image_features[images],
-            "text_features": self.text_features[captions],
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Shapes: image_features (B, D_img) or images (B, ...), text_features (B, D_txt) or
+        input_ids and attention_mask (B, L); image_ids, text_ids (B,)."""
+        captions = torch.tensor([item["caption"] for item in items])
+        images = torch.tensor([item["image_id"] for item in items])
+        batch: dict[str, Any] = {
             "image_ids": images,
             "text_ids": torch.as_tensor(self.dataset.caption_text_id[captions.numpy()]),
         }
+        if self.image_features is not None:
+            batch["image_features"] = self.image_features[images]
+        else:
+            batch["images"] = torch.stack([item["image"] for item in items])
+        if self.text_features is not None:
+            batch["text_features"] = self.text_features[captions]
+        else:
+            batch.update(self.dataset.collate_text(captions.tolist()))
+        return batch

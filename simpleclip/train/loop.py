@@ -3,9 +3,10 @@
 Each step encodes a batch of B pictures and their B captions, compares all B x B pairs and
 pulls the true pairs together (``simpleclip.loss.clip_loss``). After each epoch the model is
 evaluated on the dev split (Recall@K; ``data.val_split``), one line is appended to
-``metrics.jsonl``, and two checkpoints are written atomically: ``last/`` (with the optimizer,
-scheduler, scaler and RNG state, for ``resume``) and ``best/`` (highest dev recall sum; the
-last epoch when ``val_split`` is ``"none"``). A NaN or infinite loss stops the run with a clear
+``metrics.jsonl`` (and sent to TensorBoard or W&B: ``train.reporting``), and two checkpoints
+are written atomically: ``last/`` (with the optimizer, scheduler, scaler and RNG state, for
+``resume``) and ``best/`` (highest dev recall sum; the last epoch when ``val_split`` is
+``"none"``). A NaN or infinite loss stops the run with a clear
 message and leaves the last good checkpoint in place. The data side lives in ``train.data``.
 Under ``torchrun --nproc_per_node=N`` each rank takes ``train.batch_size`` pairs per step, so
 the contrastive batch is N × batch_size (``train.distributed``); only rank 0 evaluates and
@@ -26,6 +27,7 @@ from typing import Any
 
 import torch
 
+from simpleclip.allocator import keep_freed_memory
 from simpleclip.config import Config, save_config
 from simpleclip.model import CLIPModel
 from simpleclip.train import distributed
@@ -37,6 +39,12 @@ from simpleclip.train.checkpoint import (
 )
 from simpleclip.train.data import new_model, prepare_data, training_data
 from simpleclip.train.device import select_device
+from simpleclip.train.reporting import (
+    Reporters,
+    check_reporters,
+    open_reporters,
+    similarity_figure,
+)
 from simpleclip.train.run_dir import claim_run_dir
 from simpleclip.train.step import check_train_options
 from simpleclip.train.trainer import Trainer
@@ -70,6 +78,7 @@ def train(
             there is refused with FileExistsError (``train.run_dir``).
     """
     check_train_options(config.train)
+    check_reporters(config)  # a missing tensorboard/wandb fails now, not after an epoch
     with (
         distributed.process_group(select_device(config.train.device)) as device,
         claim_run_dir(config.train.out_dir, resume, overwrite, distributed.is_main()),
@@ -79,6 +88,8 @@ def train(
 
 def _train(config: Config, resume: bool, progress: bool, device: torch.device) -> TrainResult:
     start = time.perf_counter()
+    if device.type == "cpu" and config.train.keep_freed_memory:
+        keep_freed_memory()  # before the first large allocation: faster CPU steps (allocator)
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)  # the same initial weights on every rank
@@ -97,20 +108,23 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best": -math.inf, "history": []}
     if resume:
         state = _load_trainer_state(last, loop)
-    elif distributed.is_main():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "metrics.jsonl").write_text("")
-    if distributed.is_main():
-        save_config(config, out_dir / "config.yaml")
-    for epoch in range(state["epoch"], config.train.epochs):
-        record = loop.run_epoch(train_set, epoch, state, last)
-        record["val"] = distributed.broadcast_object(validate() if distributed.is_main() else None)
-        _end_epoch(loop, record, state, out_dir)
+    figure = similarity_figure(config, model, root)  # None without a dev set or a dashboard
+    with open_reporters(config, resume, state["step"] + 1, figure) as reporters:
+        if distributed.is_main():  # metrics.jsonl is started (or kept, on resume) by now
+            save_config(config, out_dir / "config.yaml")
+        for epoch in range(state["epoch"], config.train.epochs):
+            record = loop.run_epoch(train_set, epoch, state, last)
+            main = distributed.is_main()
+            record["val"] = distributed.broadcast_object(validate() if main else None)
+            _end_epoch(loop, record, state, out_dir, reporters)
     return TrainResult(model, state["history"], out_dir, time.perf_counter() - start)
 
 
-def _end_epoch(loop: Trainer, record: dict, state: dict, out_dir: Path) -> None:
-    """Update ``state``; rank 0 appends to metrics.jsonl and saves ``best/`` and ``last/``."""
+def _end_epoch(
+    loop: Trainer, record: dict, state: dict, out_dir: Path, reporters: Reporters
+) -> None:
+    """Update ``state``; rank 0 reports the record (metrics.jsonl, and TensorBoard or W&B if
+    ``train.report_to`` says so) and saves ``best/`` and ``last/``."""
     if record["val"] is None:  # no validation split: the latest model is the best we know
         score = float(record["epoch"])
     else:
@@ -119,8 +133,7 @@ def _end_epoch(loop: Trainer, record: dict, state: dict, out_dir: Path) -> None:
     state.update(epoch=record["epoch"], history=[*state["history"], record])
     rng_states = gather_rng_states()  # a collective: every rank takes part
     if distributed.is_main():
-        with (out_dir / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        reporters.log(record, record["step"])
         if improved:
             loop.model.save(out_dir / "best")
         _save_last(loop, out_dir / "last", state, rng_states)

@@ -35,6 +35,8 @@ RUN_FILES = (
     "metrics.json",
     "training_curves.png",
     "similarity_matrix.png",
+    "tensorboard",  # train.report_to's dashboards
+    "wandb",
 )
 SWAP_FOLDERS = (".best.tmp-*", ".last.tmp-*", ".model.tmp-*")  # half-written by a killed run
 

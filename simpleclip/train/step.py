@@ -7,7 +7,8 @@ the memory of a small one, in three passes:
 
 1. embed each micro-batch without a graph (cheap), remembering the RNG state it started from;
 2. compute the loss of the whole batch on those embeddings and its gradient with respect to
-   them, d loss / d embeddings (and ``logit_scale``'s gradient);
+   them, d loss / d embeddings (and the loss's own parameters' gradients: ``logit_scale``,
+   and SigLIP's ``logit_bias``);
 3. embed each micro-batch again, now with a graph and the same RNG state (the same dropout
    masks), and push its slice of the cached gradient back through the encoders.
 
@@ -53,14 +54,18 @@ class Towers(nn.Module):
         self.model = model
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Shapes: a batch of B pairs -> image_embeds (B, E), text_embeds (B, E)."""
-        if "image_features" in batch:  # cached features: only the heads run
-            return (
-                self.model.project_image(batch["image_features"]),
-                self.model.project_text(batch["text_features"]),
-            )
-        image_embeds = self.model.encode_image(batch["images"])
-        text_embeds = self.model.encode_text(batch["input_ids"], batch["attention_mask"])
+        """Shapes: a batch of B pairs -> image_embeds (B, E), text_embeds (B, E).
+
+        A tower whose features are cached (``train.features``) runs only its head.
+        """
+        if "image_features" in batch:
+            image_embeds = self.model.project_image(batch["image_features"])
+        else:
+            image_embeds = self.model.encode_image(batch["images"])
+        if "text_features" in batch:
+            text_embeds = self.model.project_text(batch["text_features"])
+        else:
+            text_embeds = self.model.encode_text(batch["input_ids"], batch["attention_mask"])
         return image_embeds, text_embeds
 
 
@@ -100,7 +105,7 @@ def grad_cache_backward(
     towers: nn.Module,
     batch: dict,
     loss_fn: LossFn,
-    logit_scale: torch.Tensor,
+    loss_params: list[torch.Tensor],
     scaler: Any,
     autocast: Autocast,
     micro_batch_size: int,
@@ -108,7 +113,8 @@ def grad_cache_backward(
     """The gradients of the whole batch's loss, computed micro-batch by micro-batch.
 
     Same return value and NaN behaviour as ``full_backward``; the parameters' ``.grad`` end up
-    the same too (to float rounding), including ``logit_scale``'s.
+    the same too (to float rounding), including those of ``loss_params``: the parameters the
+    loss reads directly (``logit_scale``; SigLIP's ``logit_bias``), which no tower computes.
     """
     chunks = split_batch(batch, micro_batch_size)
     device = next(t for t in batch.values()).device
@@ -129,8 +135,8 @@ def grad_cache_backward(
     value = mean_over_ranks(loss)
     if not math.isfinite(value):
         return value
-    leaves = [image_embeds, text_embeds] + ([logit_scale] if logit_scale.requires_grad else [])
-    grads = torch.autograd.grad(scaler.scale(loss), leaves)  # scaled like the loss, if fp16
+    params = [p for p in loss_params if p.requires_grad]
+    grads = torch.autograd.grad(scaler.scale(loss), [image_embeds, text_embeds, *params])
     image_grads, text_grads = grads[0].split(micro_batch_size), grads[1].split(micro_batch_size)
     # 3. Again with a graph and the same RNG (same dropout); backpropagate the cached slices.
     for i, chunk in enumerate(chunks):
@@ -140,9 +146,9 @@ def grad_cache_backward(
             with autocast():
                 image_embeds, text_embeds = towers(chunk)
             roots, root_grads = [image_embeds, text_embeds], [image_grads[i], text_grads[i]]
-            if last and len(grads) == 3:  # logit_scale's gradient, inside DDP's synced backward
-                roots.append(logit_scale)
-                root_grads.append(grads[2])
+            if last:  # the loss parameters' gradients, inside DDP's synced backward
+                roots += params
+                root_grads += grads[2:]
             torch.autograd.backward(roots, root_grads)
     return value
 

@@ -78,11 +78,6 @@ class Trainer:
         """The trainer ``train`` uses for ``model``: moved to ``device``, towers compiled if
         ``train.compile``, then DDP-wrapped under torchrun, AdamW with per-part learning rates,
         warm-up + cosine over ``total_steps``, and loss scaling for fp16."""
-        if config.train.micro_batch_size > 0 and model.logit_bias is not None:
-            raise ValueError(  # grad_cache_backward carries logit_scale's gradient only
-                "train.micro_batch_size > 0 does not support loss.kind=siglip yet (GradCache "
-                "would drop logit_bias's gradient); set train.micro_batch_size=0."
-            )
         device = torch.device(device)
         precision = select_precision(device, config.train.precision)
         model.to(device)
@@ -168,8 +163,11 @@ class Trainer:
         autocast = partial(self.precision.autocast, self.device)  # a fresh context per use
         micro = self.config.train.micro_batch_size
         if micro > 0:
+            loss_params = [
+                p for p in (self.model.logit_scale, self.model.logit_bias) if p is not None
+            ]
             return grad_cache_backward(
-                self.towers, batch, self.loss, self.model.logit_scale, self.scaler, autocast, micro
+                self.towers, batch, self.loss, loss_params, self.scaler, autocast, micro
             )
         return full_backward(self.towers, batch, self.loss, self.scaler, autocast)
 

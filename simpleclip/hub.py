@@ -1,0 +1,215 @@
+"""Share a trained CLIP on the Hugging Face Hub, and load one back by its name.
+
+The Hub stores exactly the folder ``CLIPModel.save`` writes (``model.safetensors``,
+``config.yaml``, ``tokenizer/``, ``text_model/``) plus a model card, ``README.md``: YAML
+metadata the Hub indexes (library, tags, datasets, the measured Recall@K as ``model-index``)
+and a page saying what was trained and how to load it. So ``from_pretrained("user/name")`` is a
+download into the Hub cache followed by the usual offline ``CLIPModel.load``. Everything runs
+through ``huggingface_hub`` (``HfApi.create_repo``, ``HfApi.upload_folder``,
+``snapshot_download``); nothing here speaks HTTP itself. Used by ``simpleclip push``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from huggingface_hub import HfApi, get_token, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+from simpleclip.model import CONFIG, TEXT_ARCH, TOKENIZER, WEIGHTS, CLIPModel
+from simpleclip.model_card import CARD, METRICS, write_model_card
+from simpleclip.train.checkpoint import atomic_directory, readable_directory
+
+# What a Hub repo of ours holds; a download skips anything else (e.g. an optimizer state).
+HUB_FILES = [WEIGHTS, CONFIG, f"{TOKENIZER}/*", f"{TEXT_ARCH}/*", METRICS, CARD]
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "user/name", no path decorations
+LOGIN_HINT = (
+    "Log in once with `hf auth login` (a token with write access, from "
+    "https://huggingface.co/settings/tokens), or set HF_TOKEN, or pass --token / token=."
+)
+
+
+def save_pretrained(model: CLIPModel, directory: str | Path) -> Path:
+    """``CLIPModel.save``'s files plus a model card, atomically, ready for ``hf upload``."""
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        model.write_files(tmp)
+        write_model_card(tmp, name=str(directory))
+    return directory
+
+
+def from_pretrained(
+    name_or_path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+) -> CLIPModel:
+    """A model from a local checkpoint folder or a Hub repo id such as ``"user/name"``.
+
+    A local folder wins when both could match; a Hub repo is downloaded once into the Hub cache
+    (``cache_dir``, default ``~/.cache/huggingface/hub``) and then loaded offline.
+    """
+    folder = resolve_checkpoint(name_or_path, revision, token, cache_dir, endpoint)
+    return CLIPModel.load(folder, device)
+
+
+def resolve_checkpoint(
+    name_or_path: str | Path,
+    revision: str | None = None,
+    token: str | None = None,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """The local folder holding the checkpoint ``name_or_path`` names, downloading it if needed.
+
+    Raises:
+        FileNotFoundError: not a local folder, and the Hub (or its cache) does not have it.
+    """
+    path = Path(name_or_path)
+    local = path.exists() or path.with_name(path.name + ".old").exists()
+    if local or isinstance(name_or_path, Path) or not HUB_ID.match(name_or_path):
+        return path  # CLIPModel.load names the missing file
+    try:
+        folder = snapshot_download(
+            repo_id=name_or_path,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            endpoint=endpoint,
+            allow_patterns=HUB_FILES,
+        )
+    except (HfHubHTTPError, FileNotFoundError) as err:  # FileNotFoundError: offline, not cached
+        raise FileNotFoundError(
+            f"{name_or_path!r} is neither a local checkpoint folder nor a model the Hub gave us "
+            f"({type(err).__name__}: {str(err).splitlines()[0]}). Check the name, log in for a "
+            "private repo (`hf auth login`), or unset HF_HUB_OFFLINE to download."
+        ) from err
+    return Path(folder)
+
+
+def push_to_hub(
+    model: CLIPModel,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload simpleclip model",
+    endpoint: str | None = None,
+    datasets: list[str] | None = None,
+) -> str:
+    """Upload a model in memory, with a model card, to ``repo_id``; returns the repo's URL.
+
+    One road with the command line: the model is saved to a temporary folder, which is then
+    pushed like any checkpoint. Arguments: see ``push_checkpoint``.
+    """
+    token = check_credentials(repo_id, token)  # before writing a possibly large model
+    with tempfile.TemporaryDirectory(prefix="simpleclip-save-") as tmp:
+        folder = model.save(Path(tmp) / "model")
+        return push_checkpoint(
+            folder,
+            repo_id,
+            private=private,
+            token=token,
+            commit_message=commit_message,
+            endpoint=endpoint,
+            datasets=datasets,
+        )
+
+
+def push_checkpoint(
+    directory: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload simpleclip model",
+    endpoint: str | None = None,
+    datasets: list[str] | None = None,
+) -> str:
+    """Upload a saved checkpoint folder, its ``metrics_*.json`` and a model card to the Hub.
+
+    Only the checkpoint's own files travel (a trainer's ``trainer_state.pt`` does not); the
+    folder itself is never modified. Returns the repo's URL.
+
+    Args:
+        directory: a folder written by ``CLIPModel.save`` or training (e.g. ``runs/demo/model``).
+        repo_id: ``"user/name"`` or ``"org/name"``; created if missing, updated if it exists.
+        private: create the repo private (an existing repo keeps its visibility).
+        token: a write token; default: ``HF_TOKEN`` or the one ``hf auth login`` saved.
+        commit_message: the Hub commit's title.
+        endpoint: another Hub-compatible server (default: ``HF_ENDPOINT`` or huggingface.co).
+        datasets: Hub dataset ids for the card; default: guessed from ``data.root``.
+
+    Raises:
+        FileNotFoundError: ``directory`` holds no checkpoint.
+        ValueError: ``repo_id`` is not ``user/name``.
+        RuntimeError: not logged in, offline, or the Hub refused the upload.
+    """
+    directory = readable_directory(directory, required=WEIGHTS)
+    token = check_credentials(repo_id, token)
+    with tempfile.TemporaryDirectory(prefix="simpleclip-push-") as tmp:
+        stage_checkpoint(directory, Path(tmp))
+        return upload(Path(tmp), repo_id, private, token, commit_message, endpoint, datasets)
+
+
+def check_credentials(repo_id: str, token: str | None) -> str:
+    """Fail before any work when the repo id is malformed or no token is available."""
+    if not HUB_ID.match(repo_id):
+        raise ValueError(f"Expected a Hub repo id like user/name, got {repo_id!r}.")
+    token = token or get_token()
+    if not token:
+        raise RuntimeError(f"Not logged in to the Hugging Face Hub. {LOGIN_HINT}")
+    return token
+
+
+def stage_checkpoint(directory: Path, staging: Path) -> None:
+    """Hard-link (or copy) a checkpoint's shareable files into ``staging``, which gets the card."""
+    names = [WEIGHTS, CONFIG, TOKENIZER, TEXT_ARCH, *(p.name for p in directory.glob(METRICS))]
+    for name in names:
+        source = directory / name
+        if source.is_dir():
+            shutil.copytree(source, staging / name, copy_function=link_or_copy)
+        elif source.is_file():
+            link_or_copy(source, staging / name)
+
+
+def link_or_copy(source: str | Path, target: str | Path) -> None:
+    """A hard link costs no disk for a 300 MB checkpoint; other file systems get a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def upload(
+    folder: Path,
+    repo_id: str,
+    private: bool,
+    token: str,
+    commit_message: str,
+    endpoint: str | None,
+    datasets: list[str] | None,
+) -> str:
+    """Write the card into ``folder``, create the repo if needed and upload it in one go."""
+    write_model_card(folder, name=repo_id, datasets=datasets)
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        url = api.create_repo(repo_id, private=private or None, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
+    except OfflineModeIsEnabled as err:
+        raise RuntimeError("HF_HUB_OFFLINE is set: unset it to push to the Hub.") from err
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else "?"
+        hint = LOGIN_HINT if status in (401, 403) else str(err).splitlines()[0]
+        raise RuntimeError(
+            f"The Hub refused to upload to {repo_id} (HTTP {status}). {hint}"
+        ) from err
+    return str(url)
