@@ -243,7 +243,7 @@ def build_setup(config: Config, root: Path, channels_last: bool) -> Setup:
     compiled = config.train.compile
     native = replace(config, train=replace(config.train, compile=compiled and channels_last))
     setup = Setup(native, model, "fast")
-    if not channels_last:  # Setup makes a CNN channels_last on CUDA: undo it, as train() has it
+    if not channels_last:  # Setup makes a CNN channels_last on CUDA: undo it (channels_last=false)
         model.image_encoder.to(memory_format=torch.contiguous_format)
         setup.loop.optimizer.state.clear()  # its moments were laid out channels_last too
         if compiled:

@@ -295,3 +295,28 @@ def test_trainer_step_trains_in_training_mode_whatever_mode_it_finds(
         torch.manual_seed(1)
         in_training = Towers(copy.deepcopy(model).train())(batch)[1]
     assert not torch.allclose(in_eval, in_training, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("settings", "laid_out"),
+    [
+        ((), True),  # the tiny CNN, trained: channels_last
+        (("train.channels_last=false",), False),
+        (("image.trainable=false",), False),  # frozen: only run forward, left as it is
+        (("image.name=tiny_vit",), False),  # a ViT: one convolution, not a CNN
+    ],
+)
+def test_a_trained_cnn_image_tower_is_laid_out_channels_last(
+    tiny_config, synthetic_root: Path, tmp_path: Path, settings, laid_out
+) -> None:
+    config = tiny_config(synthetic_root, tmp_path, *settings)
+    model = build_model(config, tokenizer=_tokenizer(synthetic_root))
+    loop = Trainer.build(model, config)
+    weights = [p for p in model.image_encoder.parameters() if p.dim() == 4]  # conv kernels
+    assert weights
+    channels_last = [p.is_contiguous(memory_format=torch.channels_last) for p in weights]
+    assert all(channels_last) if laid_out else not all(channels_last)
+    pixels = torch.randn(4, 3, model.preprocessing.input_size, model.preprocessing.input_size)
+    batch = {"images": pixels, **model.tokenize(["a red circle"] * 4)}
+    batch |= {"image_ids": torch.arange(4), "text_ids": torch.arange(4)}
+    assert torch.isfinite(torch.tensor(loop.step(batch)))  # and it still trains
