@@ -1,6 +1,8 @@
 """The data layer: Flickr8k (real or synthetic) from caption files to training batches.
 
-``captions`` reads both caption formats, ``splits`` assigns images to train/dev/test,
+``captions`` reads both Flickr8k caption formats (and any ``image,caption`` CSV), ``formats``
+reads Flickr30k and COCO Captions into the same table (Karpathy's splits when present),
+``splits`` assigns images to train/dev/test,
 ``images`` decodes photos safely, ``transforms`` prepares pixels for an encoder, ``dataset``
 builds the PyTorch dataset, ``synthetic`` writes the built-in shapes set and ``download``
 fetches the real archives. Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
