@@ -47,6 +47,16 @@ def trains_a_cnn(image_encoder: nn.Module) -> bool:
     return convolutions > 1 and trainable
 
 
+def place_model(model: CLIPModel, config: Config, device: torch.device | str) -> None:
+    """Put ``model`` where and how ``Trainer.build`` trains it: on ``device``, a trained CNN
+    image tower in channels_last layout (``train.channels_last``). The layout changes the
+    convolutions' summation order, so a step written by hand that must match ``Trainer.step``
+    to the last digits starts from a model placed the same way (notebook 06)."""
+    model.to(device)
+    if config.train.channels_last and trains_a_cnn(model.image_encoder):
+        model.image_encoder.to(memory_format=torch.channels_last)
+
+
 class Trainer:
     """Optimisation steps for one model: its towers (compiled, then DDP-wrapped), AdamW, the
     schedule, the loss scaler and the precision; ``step`` is one step, ``run_epoch`` an epoch.
@@ -95,9 +105,7 @@ class Trainer:
         warm-up + cosine over ``total_steps``, and loss scaling for fp16."""
         device = torch.device(device)
         precision = select_precision(device, config.train.precision)
-        model.to(device)
-        if config.train.channels_last and trains_a_cnn(model.image_encoder):
-            model.image_encoder.to(memory_format=torch.channels_last)
+        place_model(model, config, device)
         optimizer = make_optimizer(model, config)
         towers = Towers(model)
         if config.train.compile:  # kernels fused for these shapes; recompiles for new ones
