@@ -115,7 +115,7 @@ class TrainConfig:
     micro_batch_size: int = 0  # > 0: encode each batch in micro-batches (GradCache), same loss
     compile: bool = False  # torch.compile the towers: faster steps after a warm-up (10-60 s)
     keep_freed_memory: bool = True  # CPU: glibc keeps freed memory, no page faults (allocator)
-    channels_last: bool = False  # a trained CNN image tower in channels_last layout (faster)
+    channels_last: bool = True  # a trained CNN image tower in channels_last layout (faster)
     distributed_loss: str = "gather"  # torchrun: "gather" all ranks' negatives, or "local"
     init_from: str | None = None  # a checkpoint folder: start from its heads (not random)
     out_dir: str = "runs/clip"  # where checkpoints, metrics and the config go

@@ -300,10 +300,10 @@ def test_trainer_step_trains_in_training_mode_whatever_mode_it_finds(
 @pytest.mark.parametrize(
     ("settings", "laid_out"),
     [
-        (("train.channels_last=true",), True),  # the tiny CNN, trained: channels_last
-        ((), False),  # off by default
-        (("train.channels_last=true", "image.trainable=false"), False),  # frozen: left as it is
-        (("train.channels_last=true", "image.name=tiny_vit"), False),  # a ViT: not a CNN
+        ((), True),  # the tiny CNN, trained: channels_last
+        (("train.channels_last=false",), False),
+        (("image.trainable=false",), False),  # frozen: only run forward, left as it is
+        (("image.name=tiny_vit",), False),  # a ViT: one convolution, not a CNN
     ],
 )
 def test_a_trained_cnn_image_tower_is_laid_out_channels_last(
