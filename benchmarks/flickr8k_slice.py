@@ -66,6 +66,7 @@ TABLE_RECIPE = [  # the table's common recipe; the MPNet config now ships issue 
     "data.val_split=none",
     "data.pairs=all",
     "head.kind=mlp",
+    "head.embed_dim=256",
     "train.epochs=5",
 ]
 
