@@ -103,6 +103,7 @@ def check_report_to(names: list[str]) -> None:
 @dataclass
 class TrainConfig:
     epochs: int = 5  # passes over the training split
+    patience: int = 0  # stop after this many epochs without a better dev score; 0: never
     batch_size: int = 128  # pairs per step: also the number of negatives per pair
     weight_decay: float = 0.01  # AdamW decay of weight matrices (not biases, norms, scale)
     warmup_steps: int = 100  # linear warm-up, then cosine decay to zero
@@ -123,6 +124,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_report_to(self.report_to)
+        if self.patience < 0:
+            raise ConfigError(
+                f"train.patience must be 0 (train every epoch) or a number of epochs without a "
+                f"better dev score after which to stop, got {self.patience}."
+            )
 
 
 @dataclass

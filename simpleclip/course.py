@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import os
 import shlex
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simpleclip.config import Config, load_config
+from simpleclip.data.captions import MissingImagesWarning
 
 if TYPE_CHECKING:
     from simpleclip.encoders import ImageEncoder, TextEncoder
@@ -119,13 +121,47 @@ class Course:
             run_demo(demo, [f"data.root={data}"])
         return CLIPModel.load(demo / "model"), data
 
+    def show(self, path: str | Path) -> str:
+        """``path`` as the notebooks print it: relative to the repository, or under ``~``, so
+        no output names a machine's folders (``runs/course-cpu``, ``../data``, ``~/.cache``)."""
+        return short_path(path, self.repo_root)
+
     def describe(self) -> str:
-        extra = f" with {' '.join(self.overrides)}" if self.overrides else ""
+        shown = [
+            key + sep + self.show(value) for key, sep, value in map(_split_item, self.overrides)
+        ]
+        extra = f" with {' '.join(shown)}" if shown else ""
+        text = self.config.text.name
+        text = self.show(text) if text.startswith(PATH_LIKE) else text
+        image = self.config.image.name
+        if self.config.image.weights:
+            image += f" (weights: {self.show(self.config.image.weights)})"
         return (
             f"Course track {self.track!r}: config course_{self.track}{extra}\n"
-            f"  data: {self.data_root}\n  image encoder: {self.config.image.name}; "
-            f"text encoder: {self.config.text.name}\n  course model: {self.run_dir}"
+            f"  data: {self.show(self.data_root)}\n  image encoder: {image}; "
+            f"text encoder: {text}\n  course model: {self.show(self.run_dir)}"
         )
+
+
+def _split_item(item: str) -> tuple[str, str, str]:
+    key, sep, value = item.partition("=")
+    return key, sep, value
+
+
+def short_path(path: str | Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it, else under ``~`` when in the home folder,
+    else relative to ``root`` (``../shared/data``): never an absolute path.
+
+    Anything that is not an absolute path (a hub id, a number) comes back unchanged.
+    """
+    text = str(path)
+    if not text.startswith(("/", "~")):
+        return text
+    absolute, root = Path(text).expanduser().resolve(), root.resolve()
+    home = Path.home().resolve()
+    if absolute.is_relative_to(home) and not absolute.is_relative_to(root):
+        return "~/" + absolute.relative_to(home).as_posix()
+    return Path(os.path.relpath(absolute, root)).as_posix()
 
 
 def select_track(environ: dict[str, str] | None = None, cuda: bool | None = None) -> str:
@@ -173,6 +209,8 @@ def course_setup(
     config = load_config(f"course_{track}", [f"train.out_dir=runs/course-{track}", *overrides])
     _anchor_paths(config, root)
     course = Course(track=track, config=config, repo_root=root, overrides=overrides)
+    # The course accepts a slice of Flickr8k; notebook 01 counts the photos it holds, once.
+    warnings.filterwarnings("ignore", category=MissingImagesWarning)
     print(course.describe())
     return course
 

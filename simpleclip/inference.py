@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
+from simpleclip.progress import progress_bar
 from simpleclip.train.device import select_precision
 
 Batch = torch.Tensor | Mapping[str, torch.Tensor]  # pixels, or input_ids + attention_mask
@@ -72,7 +72,7 @@ def encode_batches(
     chunks = []
     rng = torch.random.fork_rng(devices=[])  # a DataLoader's seed draw leaves the CPU RNG alone
     with rng, eval_mode(model), select_precision(device).autocast(device):
-        for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        for batch in progress_bar(batches, desc=desc, disable=not progress, leave=False):
             if isinstance(batch, Mapping):
                 out = encode(**{key: value.to(device) for key, value in batch.items()})
             else:

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from simpleclip.cache import (
     digest,
@@ -35,6 +34,7 @@ from simpleclip.cache import (
 )
 from simpleclip.data import ImageLoadError, build_transforms, load_rgb
 from simpleclip.inference import embed_images, embed_texts
+from simpleclip.progress import progress_bar
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 CACHE_VERSION = 2  # bump when the cache layout or fingerprint changes: older files are ignored
@@ -119,7 +119,9 @@ def encode_image_files(
     reasons: list[str] = []
 
     def decoded() -> Iterator[torch.Tensor]:  # the pictures that decode; the reasons on the side
-        bar = tqdm(loader, desc="indexing images", disable=not (progress and paths), leave=False)
+        bar = progress_bar(
+            loader, desc="indexing images", disable=not (progress and paths), leave=False
+        )
         for batch in bar:
             reasons.extend(reason for _, reason in batch)
             good = [pixels for pixels, _ in batch if pixels is not None]

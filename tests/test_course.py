@@ -53,6 +53,20 @@ def test_course_setup_reads_paths_from_the_repository_root(tmp_path: Path, capsy
     assert course.config.train.cache_features
     printed = capsys.readouterr().out
     assert "Course track 'cpu'" in printed and "train.epochs=3" in printed
+    # What the first cell prints names no machine's folders: paths are relative to the repo.
+    assert str(tmp_path) not in printed, printed
+    assert "image.weights=w.safetensors" in printed and "course model: runs/course-cpu" in printed
+    assert "data: ../photos" in printed and "text encoder: minilm" in printed
+
+
+def test_paths_are_shown_relative_to_the_repository_or_home(tmp_path: Path) -> None:
+    from simpleclip.course import short_path
+
+    repo = tmp_path / "work" / "repo"
+    assert short_path(repo / "runs" / "a", repo) == "runs/a"
+    assert short_path(tmp_path / "work" / "shared" / "x", repo) == "../shared/x"
+    assert short_path(Path.home() / ".cache" / "w", repo) == "~/.cache/w"
+    assert short_path("sentence-transformers/all-MiniLM-L6-v2", repo).startswith("sentence")
 
 
 def test_a_hub_id_is_not_taken_for_a_path(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from notebook_outputs import output_problems
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -26,17 +27,20 @@ EFFNET = WEIGHTS / "efficientnet_lite0" / "model.safetensors"
 MINILM = WEIGHTS / "all-MiniLM-L6-v2"
 
 
-def run_notebook(path: Path, timeout: int = 1200) -> float:
-    """Execute one notebook from ``notebooks/`` as Jupyter would; returns its wall time."""
+def run_notebook(path: Path, timeout: int = 1200) -> tuple[float, list[str]]:
+    """Execute one notebook from ``notebooks/`` as Jupyter would; returns its wall time and
+    what its outputs should not show a learner (``notebook_outputs.output_problems``)."""
     start = time.perf_counter()
+    nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        nbformat.read(path, as_version=4),
+        nb,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
+        coalesce_streams=True,  # stored as Jupyter shows them: a progress bar's last state
     )
     client.execute()  # raises CellExecutionError naming the failing cell
-    return time.perf_counter() - start
+    return time.perf_counter() - start, output_problems(nb, path.stem)
 
 
 def course_env(monkeypatch: pytest.MonkeyPatch, track: str, overrides: list[str]) -> None:
@@ -57,7 +61,8 @@ def test_cpu_track_on_real_photos(shared_flickr: Path, monkeypatch: pytest.Monke
         pytest.skip(f"offline weights missing ({', '.join(missing)}): {fetch}")
     overrides = [f"data.root={shared_flickr}", f"image.weights={EFFNET}", f"text.name={MINILM}"]
     course_env(monkeypatch, "cpu", overrides)
-    times = {path.stem: run_notebook(path) for path in NOTEBOOKS}
+    runs = {path.stem: run_notebook(path) for path in NOTEBOOKS}
+    times = {stem: seconds for stem, (seconds, _) in runs.items()}
     print("cpu track, seconds per notebook:", {k: round(v) for k, v in times.items()})
     print(f"cpu track, whole course: {sum(times.values()):.0f} s")
 
@@ -74,6 +79,9 @@ def test_cpu_track_on_real_photos(shared_flickr: Path, monkeypatch: pytest.Monke
     assert expected | {"lit-batch64"} == after_clip.keys()
     assert all(row["t2i R@5"] >= 0.50 for row in after_clip.values()), after_clip
     assert all(row["bias"] < -5 for name, row in after_clip.items() if "siglip" in name)
+    # What a learner reads: figures that fit a column, no paths, warnings or stuck bars.
+    problems = [line for _, found in runs.values() for line in found]
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.slow

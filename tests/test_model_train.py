@@ -320,3 +320,57 @@ def test_a_trained_cnn_image_tower_is_laid_out_channels_last(
     batch = {"images": pixels, **model.tokenize(["a red circle"] * 4)}
     batch |= {"image_ids": torch.arange(4), "text_ids": torch.arange(4)}
     assert torch.isfinite(torch.tensor(loop.step(batch)))  # and it still trains
+
+
+def _scripted_dev_scores(monkeypatch: pytest.MonkeyPatch, r1_per_epoch: list[float]) -> None:
+    """Training as usual, but the dev split "scores" ``r1_per_epoch[i]`` after epoch i + 1."""
+    import simpleclip.train.loop as loop_module
+
+    real = loop_module.training_data
+    scores = iter(r1_per_epoch)
+
+    def scripted(config, model, root):
+        train_set, _ = real(config, model, root)
+
+        def validate() -> dict:
+            r = next(scores)
+            return {d: {"R@1": r, "R@5": r, "R@10": r} for d in ("t2i", "i2t")}
+
+        return train_set, validate
+
+    monkeypatch.setattr(loop_module, "training_data", scripted)
+
+
+def test_patience_stops_when_dev_stops_improving_and_best_keeps_the_peak(
+    tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    _scripted_dev_scores(monkeypatch, [0.5, 0.6, 0.55, 0.58, 0.9, 0.9])
+    config = tiny_config(synthetic_root, tmp_path / "p", "train.epochs=6", "train.patience=2")
+    result = train(config, progress=True)
+    # epoch 2 is the peak; epochs 3 and 4 are not better: stop before epoch 5 (its 0.9 unseen)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert result.best_epoch == 2
+    lines = (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+    assert "Early stop after epoch 4" in capsys.readouterr().out
+    best, last = CLIPModel.load(tmp_path / "p" / "best"), CLIPModel.load(tmp_path / "p" / "last")
+    assert not torch.equal(best.logit_scale, last.logit_scale)  # best/ is epoch 2, not 4
+    # a resumed run that already ran out of patience trains nothing more
+    resumed = train(config, resume=True, progress=False)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+
+
+def test_patience_zero_trains_every_epoch_and_patience_needs_a_dev_split(
+    tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simpleclip.config import ConfigError
+
+    _scripted_dev_scores(monkeypatch, [0.5, 0.4, 0.3])
+    config = tiny_config(synthetic_root, tmp_path / "z", "train.epochs=3")
+    assert [r["epoch"] for r in train(config, progress=False).history] == [1, 2, 3]
+    assert train(config, resume=True, progress=False).best_epoch == 1
+    no_dev = tiny_config(synthetic_root, tmp_path / "n", "train.patience=1", "data.val_split=none")
+    with pytest.raises(ValueError, match=r"data\.val_split is 'none'.*train\.patience=0"):
+        train(no_dev, progress=False)
+    with pytest.raises(ConfigError, match=r"train\.patience must be 0"):
+        tiny_config(synthetic_root, tmp_path / "x", "train.patience=-1")

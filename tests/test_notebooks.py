@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from notebook_outputs import output_problems
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -50,5 +51,58 @@ def test_notebook_runs_in_smoke_mode(path: Path, monkeypatch: pytest.MonkeyPatch
         timeout=600,
         kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+        coalesce_streams=True,  # stored as Jupyter shows them: a progress bar's last state
     )
     client.execute()  # raises CellExecutionError naming the failing cell
+    problems = output_problems(nb, path.stem)
+    assert not problems, "\n".join(problems)
+
+
+def test_output_checks_catch_what_a_learner_should_not_read(tmp_path: Path) -> None:
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def png(width_inches: float) -> str:
+        fig = plt.figure(figsize=(width_inches, 1), dpi=100)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    def cell(*outputs: dict) -> dict:
+        return {"cell_type": "code", "source": "", "outputs": list(outputs)}
+
+    def stream(name: str, text: str) -> dict:
+        return {"output_type": "stream", "name": name, "text": text}
+
+    here = str(tmp_path / "photos")
+    bad = {
+        "cells": [
+            cell(stream("stdout", f"data: {here}")),  # the first code cell may name paths
+            cell({"output_type": "display_data", "data": {"image/png": png(12)}}),
+            cell(stream("stdout", f"saved to {here}/grid.png")),
+            cell(stream("stderr", "epoch 1/2:   0%|          | 0/29 [00:00<?, ?it/s]")),
+            cell(stream("stderr", "x.py:3: UserWarning: 12 captions dropped\n")),
+            cell({"output_type": "execute_result", "data": {"text/plain": "<Styler at 0x7f3a>"}}),
+        ]
+    }
+    problems = output_problems(bad, "nb")
+    assert [p.split(":")[0] for p in problems] == [f"nb cell {i}" for i in range(2, 7)], problems
+    assert "1200 px wide" in problems[0] and here.startswith(problems[1].split(": ")[-1])
+    good = {
+        "cells": [
+            cell(stream("stdout", f"data: {here}")),
+            cell({"output_type": "display_data", "data": {"image/png": png(11)}}),
+            cell(stream("stdout", "t2i R@1/5/10 = 25.4/60.6/75.7, 14 it/s; runs/course-cpu")),
+            cell(
+                stream("stderr", "epoch 1/2:   0%|  | 0/29\r"),
+                stream("stderr", "\rep 1/2: 100%|#| 29/29\n"),
+            ),
+        ]
+    }
+    assert output_problems(good, "nb") == []

@@ -25,6 +25,11 @@ COLUMNS = ["image", "caption_id", "caption"]
 _REPORTED: set[tuple[str, str, int]] = set()  # missing-image causes already warned about
 
 
+class MissingImagesWarning(UserWarning):
+    """Captions whose photo has no file were dropped: expected on a slice of a dataset (the
+    course silences it and notebook 01 says it once), a sign of a broken download otherwise."""
+
+
 class CaptionFormatError(ValueError):
     """A caption file line that is neither valid CSV nor valid token format."""
 
@@ -128,6 +133,7 @@ def drop_missing_images(
         warnings.warn(
             f"{len(missing)} captions of {missing.nunique()} images listed in {path.name} have "
             f"no file in {images_dir} and were dropped (a partial download?); said once per run.",
+            MissingImagesWarning,
             stacklevel=stacklevel,
         )
     return table[keep].reset_index(drop=True)

@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tqdm.auto import tqdm
+from simpleclip.progress import progress_bar
 
 BASE_URL = "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k"
 
@@ -89,7 +89,7 @@ def _fetch(url: str, dest: Path, root: Path, timeout: float) -> None:
             expected = int(response.headers.get("Content-Length") or 0) or None
             with (
                 part.open("wb") as f,
-                tqdm(total=expected, unit="B", unit_scale=True, desc=dest.name) as bar,
+                progress_bar(total=expected, unit="B", unit_scale=True, desc=dest.name) as bar,
             ):
                 while chunk := response.read(1 << 20):
                     f.write(chunk)

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torchvision.ops import roi_align
-from tqdm.auto import tqdm
 
 from simpleclip.cache import digest, file_stamp
 from simpleclip.data.images import load_rgb
 from simpleclip.data.transforms import ImagePreprocessing, resize_and_crop
+from simpleclip.progress import progress_bar
 
 # Bump when the resize changes, so caches of the old pixels are rebuilt, not reused.
 RESIZE_VERSION = 2
@@ -50,7 +50,7 @@ def build_image_cache(
         tmp = path.with_name(path.name + ".tmp.npy")
         size = pre.input_size
         array = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(image_names), size, size, 3))
-        for row, name in enumerate(tqdm(image_names, desc="caching images", leave=False)):
+        for row, name in enumerate(progress_bar(image_names, desc="caching images", leave=False)):
             array[row] = resize_and_crop(np.asarray(load_rgb(images_dir / name)), pre)
         array.flush()
         del array

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
+
+from simpleclip.progress import progress_bar
 
 # How to skip unreadable pictures instead of failing, from the command line and from Python.
 SKIP_HINT = "--set data.skip_bad_images=true (simpleclip train), skip_bad_images=True (Python)"
@@ -57,7 +58,7 @@ def find_unreadable_images(paths: Iterable[Path], progress: bool = True) -> list
     """Decode every file once and return those that fail (slow: a full pass over the data)."""
     paths = list(paths)
     bad = []
-    for path in tqdm(paths, desc="checking images", disable=not progress, leave=False):
+    for path in progress_bar(paths, desc="checking images", disable=not progress, leave=False):
         try:
             load_rgb(path)
         except ImageLoadError:

@@ -31,6 +31,7 @@ from simpleclip.encoders.errors import EncoderLoadError
 from simpleclip.encoders.local_weights import hf_folder
 from simpleclip.encoders.partial import unfreeze_last_layers
 from simpleclip.encoders.pooling import TEXT_POOLINGS
+from simpleclip.progress import quiet_library_bars
 
 CONTEXT_LENGTH = 77  # CLIP's text context; Flickr8k captions are far shorter
 
@@ -107,7 +108,8 @@ def load_text_model(
     try:
         if not pretrained:
             return AutoModel.from_config(AutoConfig.from_pretrained(source))
-        model, info = AutoModel.from_pretrained(source, output_loading_info=True)
+        with quiet_library_bars():  # no "Loading weights" bar for each tower
+            model, info = AutoModel.from_pretrained(source, output_loading_info=True)
     except (OSError, ValueError) as err:
         raise EncoderLoadError(_load_failed_message(model_name)) from err
     # transformers only warns when weights do not fit and leaves those parts random: refuse.

@@ -6,7 +6,9 @@ evaluated on the dev split (Recall@K; ``data.val_split``), one line is appended 
 ``metrics.jsonl`` (and sent to TensorBoard or W&B: ``train.reporting``), and two checkpoints
 are written atomically: ``last/`` (with the optimizer, scheduler, scaler and RNG state, for
 ``resume``) and ``best/`` (highest dev recall sum; the last epoch when ``val_split`` is
-``"none"``). A NaN or infinite loss stops the run with a clear
+``"none"``). ``train.patience`` stops the run after that many epochs without a better dev
+score (early stopping: on a small set the model starts memorising its training photos while
+dev recall falls). A NaN or infinite loss stops the run with a clear
 message and leaves the last good checkpoint in place. The data side lives in ``train.data``.
 Under ``torchrun --nproc_per_node=N`` each rank takes ``train.batch_size`` pairs per step, so
 the contrastive batch is N × batch_size (``train.distributed``); only rank 0 evaluates and
@@ -64,6 +66,25 @@ class TrainResult:
     def __post_init__(self) -> None:
         self.best_dir = self.out_dir / "best"
 
+    @property
+    def best_epoch(self) -> int:
+        """The epoch ``best/`` holds (1-based): the best dev score, the first one on a tie."""
+        return best_epoch(self.history)
+
+
+def best_epoch(history: list[dict[str, Any]]) -> int:
+    """The first epoch with the highest dev score of ``history`` (``metrics.jsonl``'s records);
+    the last epoch when there is no dev split; 0 before the first epoch."""
+    scores = [epoch_score(record) for record in history]
+    return history[scores.index(max(scores))]["epoch"] if history else 0
+
+
+def epoch_score(record: dict[str, Any]) -> float:
+    """What ``best/`` maximises: the sum of the six dev recalls (the epoch number without dev)."""
+    if record["val"] is None:
+        return float(record["epoch"])
+    return sum(record["val"][d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10))
+
 
 def train(
     config: Config, resume: bool = False, progress: bool = True, overwrite: bool = False
@@ -78,6 +99,12 @@ def train(
             there is refused with FileExistsError (``train.run_dir``).
     """
     check_train_options(config.train)
+    if config.train.patience and config.data.val_split == "none":
+        raise ValueError(
+            f"train.patience={config.train.patience} stops on the dev score, but "
+            "data.val_split is 'none'. Name a split to score (data.val_split=dev) or set "
+            "train.patience=0."
+        )
     check_reporters(config)  # a missing tensorboard/wandb fails now, not after an epoch
     with (
         distributed.process_group(select_device(config.train.device)) as device,
@@ -113,6 +140,8 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
         if distributed.is_main():  # metrics.jsonl is started (or kept, on resume) by now
             save_config(config, out_dir / "config.yaml")
         for epoch in range(state["epoch"], config.train.epochs):
+            if _out_of_patience(config, state["history"], progress):
+                break
             record = loop.run_epoch(train_set, epoch, state, last)
             main = distributed.is_main()
             record["val"] = distributed.broadcast_object(validate() if main else None)
@@ -125,10 +154,7 @@ def _end_epoch(
 ) -> None:
     """Update ``state``; rank 0 reports the record (metrics.jsonl, and TensorBoard or W&B if
     ``train.report_to`` says so) and saves ``best/`` and ``last/``."""
-    if record["val"] is None:  # no validation split: the latest model is the best we know
-        score = float(record["epoch"])
-    else:
-        score = sum(record["val"][d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10))
+    score = epoch_score(record)  # without a dev split the latest model is the best we know
     improved, state["best"] = score > state["best"], max(score, state["best"])
     state.update(epoch=record["epoch"], history=[*state["history"], record])
     rng_states = gather_rng_states()  # a collective: every rank takes part
@@ -138,6 +164,19 @@ def _end_epoch(
             loop.model.save(out_dir / "best")
         _save_last(loop, out_dir / "last", state, rng_states)
     distributed.barrier()  # the checkpoint is complete before any rank goes on (or resumes)
+
+
+def _out_of_patience(config: Config, history: list[dict[str, Any]], say: bool) -> bool:
+    """True when ``train.patience`` epochs have passed without a better dev score."""
+    patience = config.train.patience
+    if not patience or not history or history[-1]["epoch"] - best_epoch(history) < patience:
+        return False
+    if say:
+        print(
+            f"Early stop after epoch {history[-1]['epoch']}: no better dev score for "
+            f"{patience} epochs; best/ holds epoch {best_epoch(history)}."
+        )
+    return True
 
 
 def _save_last(loop: Trainer, last: Path, state: dict, rng_states: torch.Tensor) -> None:

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from simpleclip.config import Config
 from simpleclip.data.image_cache import BatchAugment
 from simpleclip.loss import clip_loss, siglip_loss
 from simpleclip.model import CLIPModel
+from simpleclip.progress import progress_bar
 from simpleclip.train import distributed
 from simpleclip.train.device import Precision, select_precision
 from simpleclip.train.optim import make_optimizer, make_scheduler
@@ -133,7 +133,9 @@ class Trainer:
         )
         self.model.train()
         losses, pairs, start = [], 0, time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{train.epochs}", disable=not self.progress)
+        bar = progress_bar(
+            loader, desc=f"epoch {epoch + 1}/{train.epochs}", disable=not self.progress
+        )
         for batch in bar:
             loss = self.step(batch)
             if not math.isfinite(loss):
