@@ -25,7 +25,8 @@ echo "book: executing ${#notebooks[@]} notebooks, track $SIMPLECLIP_TRACK"
 start=$SECONDS
 # Each notebook runs with cwd = its own folder (nbconvert's default), as in Jupyter.
 "$python" -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
-  --ExecutePreprocessor.kernel_name=python3 --output-dir "$work/docs" "${notebooks[@]}"
+  --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.coalesce_streams=True \
+  --output-dir "$work/docs" "${notebooks[@]}"
 echo "book: executed in $((SECONDS - start)) s"
 
 # Markdown images such as ../docs/app_search.png travel with the site, under figures/.

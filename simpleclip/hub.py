@@ -23,10 +23,13 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from simpleclip.model import CONFIG, TEXT_ARCH, TOKENIZER, WEIGHTS, CLIPModel
 from simpleclip.model_card import CARD, METRICS, write_model_card
+from simpleclip.safe_files import CODE_SUFFIXES, PICKLE_SUFFIXES
 from simpleclip.train.checkpoint import atomic_directory, readable_directory
 
 # What a Hub repo of ours holds; a download skips anything else (e.g. an optimizer state).
 HUB_FILES = [WEIGHTS, CONFIG, f"{TOKENIZER}/*", f"{TEXT_ARCH}/*", METRICS, CARD]
+# Code and pickles are never fetched (CLIPModel.load would refuse them anyway: safe_files).
+NEVER_DOWNLOADED = [f"*{suffix}" for suffix in (*CODE_SUFFIXES, *PICKLE_SUFFIXES)]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "user/name", no path decorations
 LOGIN_HINT = (
     "Log in once with `hf auth login` (a token with write access, from "
@@ -85,6 +88,7 @@ def resolve_checkpoint(
             cache_dir=cache_dir,
             endpoint=endpoint,
             allow_patterns=HUB_FILES,
+            ignore_patterns=NEVER_DOWNLOADED,
         )
     except (HfHubHTTPError, FileNotFoundError) as err:  # FileNotFoundError: offline, not cached
         raise FileNotFoundError(

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
@@ -28,6 +28,7 @@ from simpleclip.loss import (
     init_logit_scale,
     logit_scale_to_scale,
 )
+from simpleclip.safe_files import load_safetensors, refuse_code
 from simpleclip.train.checkpoint import atomic_directory, readable_directory
 
 WEIGHTS = "model.safetensors"  # every tensor of the model
@@ -142,13 +143,21 @@ class CLIPModel(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> CLIPModel:
-        """Rebuild a saved model offline: no download, same tokenization as in training."""
+        """Rebuild a saved model offline: no download, same tokenization as in training.
+
+        Raises:
+            UnsafeCheckpointError: the folder holds code or a pickle, or a file is corrupt
+                (``simpleclip.safe_files``); nothing from it was run.
+        """
         directory = readable_directory(directory, required=WEIGHTS)
+        for part in (TOKENIZER, TEXT_ARCH):  # what transformers reads: no auto_map, code, pickle
+            refuse_code(directory / part)
         config = load_config(directory / CONFIG)
-        tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER)
-        hf_config = AutoConfig.from_pretrained(directory / TEXT_ARCH)
+        tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER, trust_remote_code=False)
+        hf_config = AutoConfig.from_pretrained(directory / TEXT_ARCH, trust_remote_code=False)
         model = build_model(config, tokenizer=tokenizer, hf_config=hf_config, pretrained=False)
-        missing, unexpected = model.load_state_dict(load_file(directory / WEIGHTS), strict=False)
+        weights = load_safetensors(directory / WEIGHTS)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
         if missing or unexpected:
             raise ValueError(
                 f"{directory / WEIGHTS} does not fit the model in {directory / CONFIG}: "

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from safetensors.torch import load_file
-
 from simpleclip.cache import data_cache_dir
 from simpleclip.config import Config
 from simpleclip.data import CaptionDataset, build_transforms, load_split, make_synthetic
@@ -22,6 +20,7 @@ from simpleclip.data.dataset import find_images_dir
 from simpleclip.data.image_cache import build_image_cache
 from simpleclip.evaluate import eval_split, evaluate, retrieval_metrics
 from simpleclip.model import WEIGHTS, CLIPModel, build_model
+from simpleclip.safe_files import load_safetensors
 from simpleclip.tokenizer import train_wordpiece_tokenizer
 from simpleclip.train.checkpoint import readable_directory
 from simpleclip.train.features import (
@@ -109,7 +108,7 @@ def load_matching_weights(model: CLIPModel, directory: str | Path) -> list[str]:
         directory = readable_directory(Path(directory).expanduser(), required=WEIGHTS)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"train.init_from: {err}") from None
-    source, own = load_file(directory / WEIGHTS), model.state_dict()
+    source, own = load_safetensors(directory / WEIGHTS), model.state_dict()
     fits = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     heads = [k for k in own if k.startswith(HEAD_TENSORS)]
     bad = [

@@ -32,6 +32,7 @@ import torch
 from simpleclip.allocator import keep_freed_memory
 from simpleclip.config import Config, save_config
 from simpleclip.model import CLIPModel
+from simpleclip.safe_files import load_tensors
 from simpleclip.train import distributed
 from simpleclip.train.checkpoint import (
     atomic_directory,
@@ -207,9 +208,7 @@ def _resume_model(config: Config, last: Path) -> CLIPModel:
 
 
 def _load_trainer_state(last: Path, loop: Trainer) -> dict[str, Any]:
-    saved = torch.load(
-        readable_directory(last, required=TRAINER_STATE) / TRAINER_STATE, weights_only=True
-    )
+    saved = load_tensors(readable_directory(last, required=TRAINER_STATE) / TRAINER_STATE)
     loop.optimizer.load_state_dict(saved["optimizer"])
     loop.scheduler.load_state_dict(saved["scheduler"])
     loop.scaler.load_state_dict(saved["scaler"])
