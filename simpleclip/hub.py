@@ -22,7 +22,7 @@ from huggingface_hub import HfApi, get_token, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from simpleclip.model import CONFIG, TEXT_ARCH, TOKENIZER, WEIGHTS, CLIPModel
-from simpleclip.model_card import CARD, METRICS, write_model_card
+from simpleclip.model_card import CARD, METRICS, write_model_card, write_public_config
 from simpleclip.safe_files import CODE_SUFFIXES, PICKLE_SUFFIXES
 from simpleclip.train.checkpoint import atomic_directory, readable_directory
 
@@ -38,11 +38,16 @@ LOGIN_HINT = (
 
 
 def save_pretrained(model: CLIPModel, directory: str | Path) -> Path:
-    """``CLIPModel.save``'s files plus a model card, atomically, ready for ``hf upload``."""
+    """``CLIPModel.save``'s files plus a model card, atomically, ready for ``hf upload``.
+
+    What it writes is meant to be shared: ``config.yaml`` holds no local path
+    (``model_card.public_config``) and the card names the folder, not where it lives.
+    """
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
         model.write_files(tmp)
-        write_model_card(tmp, name=str(directory))
+        write_public_config(tmp / CONFIG, tmp / CONFIG)
+        write_model_card(tmp, name=directory.resolve().name)
     return directory
 
 
@@ -175,8 +180,10 @@ def check_credentials(repo_id: str, token: str | None) -> str:
 
 
 def stage_checkpoint(directory: Path, staging: Path) -> None:
-    """Hard-link (or copy) a checkpoint's shareable files into ``staging``, which gets the card."""
-    names = [WEIGHTS, CONFIG, TOKENIZER, TEXT_ARCH, *(p.name for p in directory.glob(METRICS))]
+    """Hard-link (or copy) a checkpoint's shareable files into ``staging``, which gets the card;
+    ``config.yaml`` is rewritten without local paths (``model_card.public_config``)."""
+    write_public_config(directory / CONFIG, staging / CONFIG)
+    names = [WEIGHTS, TOKENIZER, TEXT_ARCH, *(p.name for p in directory.glob(METRICS))]
     for name in names:
         source = directory / name
         if source.is_dir():

@@ -9,13 +9,14 @@ next to it. Used by ``simpleclip.hub``.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from simpleclip.config import Config, load_config
+from simpleclip.config import Config, load_config, save_config
 from simpleclip.model import CONFIG
 
 CARD = "README.md"  # the Hub shows it as the model's page
@@ -101,9 +102,36 @@ def eval_results(metrics: dict[str, dict], dataset: str) -> list[EvalResult]:
     ]
 
 
+LOCAL = ("/", ".", "~")  # how a local path starts; a hub id ("user/name") never does
+
+
 def encoder_tag(name: str) -> str:
     """An encoder's name as a tag: a local folder becomes its last part, a hub id stays."""
-    return Path(name).name if name.startswith(("/", ".", "~")) else name
+    return Path(name).name if name.startswith(LOCAL) else name
+
+
+def public_config(config: Config) -> Config:
+    """The config as it may be shared: every local path cut to its last part.
+
+    A shared model must not publish the user's name and folder layout (``/home/alice/...``).
+    Loading needs none of these paths (the checkpoint holds the weights and the text model's
+    architecture): they only say where the run read and wrote, so their last part (the data
+    folder's name, the weights file's name) keeps what a reader wants to know.
+    """
+    public = copy.deepcopy(config)
+    public.data.root = Path(config.data.root).name
+    public.train.out_dir = Path(config.train.out_dir).name
+    public.text.name = encoder_tag(config.text.name)
+    if config.image.weights:
+        public.image.weights = Path(config.image.weights).name
+    if config.train.init_from:
+        public.train.init_from = encoder_tag(config.train.init_from)
+    return public
+
+
+def write_public_config(source: Path, target: Path) -> None:
+    """``config.yaml`` of the checkpoint ``source`` written to ``target`` without local paths."""
+    save_config(public_config(load_config(source)), target)
 
 
 def card_body(config: Config, name: str, metrics: dict[str, dict]) -> str:
@@ -117,7 +145,7 @@ def card_body(config: Config, name: str, metrics: dict[str, dict]) -> str:
     )
     rows = {
         "image encoder": f"`{image.name}`, pretrained: {image.pretrained}, {image.pooling} pool",
-        "text encoder": f"`{text.name}`, {text.pooling or 'default'} pooling",
+        "text encoder": f"`{encoder_tag(text.name)}`, {text.pooling or 'default'} pooling",
         "captions": f"at most {config.data.max_length} tokens",
         "head": f"{head.kind}, embed_dim {head.embed_dim}",
         "loss": f"{loss.kind}, initial temperature {loss.init_temperature}",

@@ -223,7 +223,8 @@ def test_push_checkpoint_uploads_every_file_through_huggingface_hub(
     uploaded = dict(repo["files"])
     card = uploaded.pop("README.md").decode()
     local = files_under(folder)
-    assert local.pop("trainer_state.pt")  # everything else arrives, byte for byte
+    assert local.pop("trainer_state.pt")  # everything else arrives, byte for byte,
+    assert uploaded.pop("config.yaml") != local.pop("config.yaml")  # but local paths are cut
     assert uploaded == local
     assert server.cards == [card]  # huggingface_hub checked the card's YAML before uploading
     assert front_matter(card)["model-index"][0]["name"] == "alice/tiny-clip"
@@ -299,3 +300,33 @@ def test_push_command_errors_say_how_to_fix_them(
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
     with pytest.raises(RuntimeError, match="hf auth login"):
         args.run(parse_push("--checkpoint", str(folder), "--repo", "alice/x"))
+
+
+def test_nothing_shared_carries_a_local_path(
+    tiny_config, synthetic_root: Path, tiny_tokenizer, hub: tuple[str, StandInHub], tmp_path: Path
+) -> None:
+    home = tmp_path / "home" / "alice"  # a user's home: its path must not travel
+    config = tiny_config(home / "data" / "flickr8k_alice", home / "runs" / "mine")
+    config.train.init_from = str(home / "runs" / "earlier" / "best")
+    config.image.weights = str(home / "weights" / "tiny_cnn.safetensors")
+    model = build_model(config, tokenizer=tiny_tokenizer)
+    config.text.name = str(home / "models" / "MiniLM")  # as a run with a local text encoder
+    model.config = config
+    shared = model.save_pretrained(home / "share")
+    endpoint, server = hub
+    model.push_to_hub("alice/tiny-clip", token=TOKEN, endpoint=endpoint)
+    pushed = dict(server.repos["alice/tiny-clip"]["files"])
+    for where, files in {"save_pretrained": files_under(shared), "push": pushed}.items():
+        for name, content in files.items():
+            if name.endswith((".yaml", ".json", ".md", ".txt")):
+                text = content.decode()
+                assert str(tmp_path) not in text and "/home/" not in text, (where, name, text)
+    config_text = pushed["config.yaml"].decode()
+    assert "root: flickr8k_alice" in config_text and "weights: tiny_cnn.safetensors" in config_text
+    assert "name: MiniLM" in config_text
+    card = files_under(shared)["README.md"].decode()
+    assert "# share" in card and 'from_pretrained("share")' in card
+    assert front_matter(card)["datasets"] == ["flickr8k"]  # the folder's name still tells it
+    # what was shared still loads and embeds as the original model
+    loaded = CLIPModel.load(shared)
+    assert torch.equal(embeddings(loaded)[1], embeddings(model)[1])
