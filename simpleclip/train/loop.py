@@ -116,12 +116,19 @@ def train(
 
 def _train(config: Config, resume: bool, progress: bool, device: torch.device) -> TrainResult:
     start = time.perf_counter()
+    out_dir = Path(config.train.out_dir)
+    if resume and not _has_checkpoint(out_dir / "last"):
+        if distributed.is_main():
+            print(
+                f"Nothing to resume in {out_dir}: the run stopped before its first epoch "
+                "ended. Starting it again."
+            )
+        resume = False
     if device.type == "cpu" and config.train.keep_freed_memory:
         keep_freed_memory()  # before the first large allocation: faster CPU steps (allocator)
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)  # the same initial weights on every rank
-    out_dir = Path(config.train.out_dir)
     last = out_dir / "last"
     with distributed.main_process_first():  # rank 0 writes the data and downloads weights first
         root = prepare_data(config)
@@ -137,7 +144,8 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
     if resume:
         state = _load_trainer_state(last, loop)
     figure = similarity_figure(config, model, root)  # None without a dev set or a dashboard
-    with open_reporters(config, resume, state["step"] + 1, figure) as reporters:
+    history = state["history"] if resume else None  # metrics.jsonl is cut back to it
+    with open_reporters(config, resume, state["step"] + 1, figure, history) as reporters:
         if distributed.is_main():  # metrics.jsonl is started (or kept, on resume) by now
             save_config(config, out_dir / "config.yaml")
         for epoch in range(state["epoch"], config.train.epochs):
@@ -194,6 +202,12 @@ def _save_last(loop: Trainer, last: Path, state: dict, rng_states: torch.Tensor)
             "history": json.dumps(state["history"]),
         }
         torch.save(trainer_state, tmp / TRAINER_STATE)
+
+
+def _has_checkpoint(last: Path) -> bool:
+    """``last/`` (or its ``.old`` twin) holds a complete checkpoint to resume from."""
+    old = last.with_name(last.name + ".old")
+    return any((folder / TRAINER_STATE).is_file() for folder in (last, old))
 
 
 def _resume_model(config: Config, last: Path) -> CLIPModel:

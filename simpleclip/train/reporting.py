@@ -67,13 +67,23 @@ def step_losses(record: dict[str, Any], step: int) -> list[tuple[int, float]]:
 
 class JsonlReporter:
     """``metrics.jsonl``: one JSON line per epoch; a new run starts it empty, a resumed one
-    appends (``train.run_dir`` treats an empty file as "no results yet")."""
+    appends (``train.run_dir`` treats an empty file as "no results yet").
 
-    def __init__(self, out_dir: Path, resume: bool) -> None:
+    A resumed run first rewrites the file from ``history``, the records of the epochs its
+    checkpoint holds: a run killed after an epoch's line but before its checkpoint (or with a
+    line cut short by a full disk) trains that epoch again, and the file must still hold
+    exactly one line per finished epoch. The rewrite is atomic (a temporary file, renamed).
+    """
+
+    def __init__(self, out_dir: Path, resume: bool, history: list[dict] | None = None) -> None:
         self.path = out_dir / "metrics.jsonl"
         if not resume:
             out_dir.mkdir(parents=True, exist_ok=True)
             self.path.write_text("")
+        elif history is not None:
+            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+            tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
+            tmp.replace(self.path)
 
     def log(self, record: dict[str, Any], step: int) -> None:
         with self.path.open("a") as f:
@@ -208,7 +218,11 @@ def check_reporters(config: Config) -> None:
 
 @contextmanager
 def open_reporters(
-    config: Config, resume: bool, first_step: int, figure: Callable[[Path], Path] | None = None
+    config: Config,
+    resume: bool,
+    first_step: int,
+    figure: Callable[[Path], Path] | None = None,
+    history: list[dict] | None = None,
 ) -> Iterator[Reporters]:
     """The reporters ``train.report_to`` asks for, closed (flushed) when the block ends.
 
@@ -217,6 +231,8 @@ def open_reporters(
         resume: the run continues an earlier one: append to its files.
         first_step: the first optimisation step this session trains (1 for a new run).
         figure: draws the per-epoch similarity matrix to a PNG path; see ``similarity_figure``.
+        history: on resume, the records of the epochs the checkpoint holds: ``metrics.jsonl``
+            is cut back to them.
 
     Example:
         >>> with open_reporters(config, resume=False, first_step=1) as reporters:
@@ -227,7 +243,7 @@ def open_reporters(
     reporters: list[Reporter] = []
     if distributed.is_main():
         names = config.train.report_to
-        reporters.append(JsonlReporter(out_dir, resume))  # always: resume and plots read it
+        reporters.append(JsonlReporter(out_dir, resume, history))  # always: resume, plots
         if "tensorboard" in names:
             reporters.append(TensorBoardReporter(out_dir, first_step))
         if "wandb" in names:

@@ -84,6 +84,9 @@ def claim_run_dir(
         if found and overwrite:
             remove_run_files(out_dir)
             print(f"Replacing the earlier run in {out_dir} (overwrite): removed {names}.")
+        if resume:  # half-written checkpoints of the killed run: the lock says none is live
+            for leftover in (p for pattern in SWAP_FOLDERS for p in out_dir.glob(pattern)):
+                shutil.rmtree(leftover, ignore_errors=True)
         yield out_dir
     finally:
         _release_lock(lock)
