@@ -67,6 +67,9 @@ class HeadConfig:
     dropout: float = 0.1  # dropout inside the mlp head
     lr: float = 1e-3  # learning rate of the heads and the temperature
 
+    def __post_init__(self) -> None:
+        check_positive("head", embed_dim=self.embed_dim, lr=self.lr)
+
 
 LOSS_KINDS = ("clip", "siglip")  # simpleclip.loss: clip_loss (softmax), siglip_loss (sigmoid)
 
@@ -83,6 +86,15 @@ class LossConfig:
         if self.kind not in LOSS_KINDS:
             valid = " or ".join(repr(k) for k in LOSS_KINDS)
             raise ConfigError(f"loss.kind must be {valid}, got {self.kind!r}")
+        check_positive("loss", init_temperature=self.init_temperature)
+
+
+def check_positive(section: str, **values: float) -> None:
+    """Refuse a value that must be above zero, when the config is read, not at the first step
+    (``train.batch_size=0`` used to end in a ZeroDivisionError once the model was built)."""
+    for name, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"{section}.{name} must be greater than 0, got {value!r}")
 
 
 REPORT_TO = ("jsonl", "tensorboard", "wandb")  # simpleclip.train.reporting: where curves go
@@ -124,6 +136,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_report_to(self.report_to)
+        check_positive("train", epochs=self.epochs, batch_size=self.batch_size)
         if self.patience < 0:
             raise ConfigError(
                 f"train.patience must be 0 (train every epoch) or a number of epochs without a "

@@ -45,6 +45,11 @@ def test_overrides_are_parsed_and_type_checked() -> None:
         ("head.lr=fast", "lr must be float"),
         ("image.mean=[0.5, 0.5]", "list of 3 values"),
         ("epochs=3", "section.key=value"),
+        ("train.batch_size=0", r"train\.batch_size must be greater than 0, got 0"),
+        ("train.epochs=-1", r"train\.epochs must be greater than 0"),
+        ("loss.init_temperature=0", r"loss\.init_temperature must be greater than 0"),
+        ("head.embed_dim=0", r"head\.embed_dim must be greater than 0"),
+        ("head.lr=-1e-3", r"head\.lr must be greater than 0"),
     ],
 )
 def test_bad_overrides_say_what_is_wrong(override: str, message: str) -> None:
