@@ -20,6 +20,9 @@ import struct
 from pathlib import Path
 
 MAX_FIGURE_WIDTH = 1100
+# Jupyter's own backend, so executed notebooks store their figures as PNGs to be measured (the
+# tests' MPLBACKEND=Agg would leave a kernel drawing nothing at all).
+INLINE = "module://matplotlib_inline.backend_inline"
 STUCK_BAR = re.compile(r"(?<![\d.])0%\|")
 PROGRESS_LINE = re.compile(r"\d+%\|")  # tqdm's text bar: "epoch 1/10: 100%|####| 29/29 [...]"
 OBJECT_REPR = re.compile(r"<[\w.]+ (object )?at 0x[0-9a-fA-F]+>")

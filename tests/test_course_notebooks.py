@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from notebook_outputs import output_problems
+from notebook_outputs import INLINE, output_problems
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -48,7 +48,7 @@ def course_env(monkeypatch: pytest.MonkeyPatch, track: str, overrides: list[str]
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SIMPLECLIP_TRACK", track)
     monkeypatch.setenv("SIMPLECLIP_SET", " ".join(overrides))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("MPLBACKEND", INLINE)  # figures stored as Jupyter stores them
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 

@@ -91,3 +91,56 @@ def test_a_killed_run_resumes_to_the_uninterrupted_model_and_history(
     assert not list((tmp_path / "b").glob(".*.tmp-*"))  # no half-written checkpoint left
     best = CLIPModel.load(tmp_path / "b" / "best")
     assert torch.equal(best.logit_scale, CLIPModel.load(straight.best_dir).logit_scale)
+
+
+def test_a_full_disk_says_so_keeps_the_last_checkpoint_and_resumes_cleanly(
+    tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import simpleclip.train.loop as loop
+    from simpleclip.train.checkpoint import DiskFullError
+    from simpleclip.train.reporting import JsonlReporter
+
+    config = tiny_config(synthetic_root, tmp_path / "run", "train.epochs=3")
+    real_save, real_log = torch.save, JsonlReporter.log
+
+    def save_on_a_full_disk(obj, path, *args, **kwargs):  # what torch.save says then
+        if Path(path).name == "trainer_state.pt" and obj["progress"]["epoch"] == 2:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 807424")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(loop.torch, "save", save_on_a_full_disk)
+    with pytest.raises(DiskFullError, match=r"is full \(\d+ MB free\); last/ still holds epoch 1"):
+        train(config, progress=False)
+    monkeypatch.setattr(loop.torch, "save", real_save)
+    assert not (tmp_path / "run" / "train.lock").exists()  # the lock went with the run
+    assert CLIPModel.load(tmp_path / "run" / "last")  # the earlier checkpoint is whole
+
+    def log_half_a_line(self, record, step):  # the disk fills in the middle of epoch 3's line
+        if record["epoch"] == 3:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record)[:40])
+            raise OSError(28, "No space left on device")
+        return real_log(self, record, step)
+
+    monkeypatch.setattr(JsonlReporter, "log", log_half_a_line)
+    with pytest.raises(DiskFullError, match=r"last/ still holds epoch 2, complete"):
+        train(config, resume=True, progress=False)
+    monkeypatch.setattr(JsonlReporter, "log", real_log)
+    train(config, resume=True, progress=False)  # space freed: the run finishes
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]  # no cut or doubled line
+
+
+def test_a_full_disk_when_locking_leaves_no_lock_behind(tmp_path: Path, monkeypatch) -> None:
+    from simpleclip.train.checkpoint import DiskFullError
+    from simpleclip.train.run_dir import claim_run_dir
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    claim = claim_run_dir(tmp_path / "run")
+    with pytest.raises(DiskFullError, match=r"is full .*nothing was written"), claim:
+        pass
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "run").iterdir()] == []

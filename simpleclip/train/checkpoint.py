@@ -10,6 +10,7 @@ masks and augmentations as an uninterrupted one. Taught in ``notebooks/06_traini
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import warnings
@@ -89,3 +90,34 @@ def restore_rng_state(states: torch.Tensor) -> None:
     """
     row = states[rank()] if len(states) == world_size() else states[0]
     torch.set_rng_state(row.clone())  # a copy: torch 2.14 crashes on a row with a storage offset
+
+
+class DiskFullError(RuntimeError):
+    """The disk filled up while a run wrote its files; what was kept is said in the message."""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """``err`` says the disk is full: ENOSPC, or torch's zip writer's "unexpected pos" (what
+    ``torch.save`` raises when a write comes up short)."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(err, RuntimeError) and "unexpected pos" in str(err)
+
+
+@contextmanager
+def disk_full_guard(folder: str | Path, kept: str) -> Iterator[None]:
+    """Turn a full disk inside the block into one ``DiskFullError`` line: the folder, the free
+    space left, and ``kept`` (what survived, e.g. "last/ still holds epoch 3")."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        if not is_disk_full(err):
+            raise
+        try:
+            free = f"{shutil.disk_usage(folder).free / 1e6:.0f} MB free"
+        except OSError:
+            free = "free space unknown"
+        raise DiskFullError(
+            f"The disk holding {folder} is full ({free}); {kept}. Free some space, then "
+            "continue with --resume."
+        ) from err

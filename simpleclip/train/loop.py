@@ -36,6 +36,7 @@ from simpleclip.safe_files import load_tensors
 from simpleclip.train import distributed
 from simpleclip.train.checkpoint import (
     atomic_directory,
+    disk_full_guard,
     gather_rng_states,
     readable_directory,
     restore_rng_state,
@@ -168,11 +169,23 @@ def _end_epoch(
     state.update(epoch=record["epoch"], history=[*state["history"], record])
     rng_states = gather_rng_states()  # a collective: every rank takes part
     if distributed.is_main():
-        reporters.log(record, record["step"])
-        if improved:
-            loop.model.save(out_dir / "best")
-        _save_last(loop, out_dir / "last", state, rng_states)
+        kept = _what_is_kept(state["history"][:-1])
+        with disk_full_guard(out_dir, kept):
+            reporters.log(record, record["step"])
+            if improved:
+                loop.model.save(out_dir / "best")
+            _save_last(loop, out_dir / "last", state, rng_states)
     distributed.barrier()  # the checkpoint is complete before any rank goes on (or resumes)
+
+
+def _what_is_kept(finished: list[dict[str, Any]]) -> str:
+    """What a failed save leaves: the checkpoints are swapped in whole, so the earlier ones."""
+    if not finished:
+        return "no epoch had been saved yet, so nothing is lost but this run's time"
+    return (
+        f"last/ still holds epoch {finished[-1]['epoch']}, complete (checkpoints are swapped "
+        "in whole, so best/ is whole too)"
+    )
 
 
 def _out_of_patience(config: Config, history: list[dict[str, Any]], say: bool) -> bool:
