@@ -24,6 +24,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from simpleclip.model import CONFIG, TEXT_ARCH, TOKENIZER, WEIGHTS, CLIPModel
 from simpleclip.model_card import CARD, METRICS, write_model_card, write_public_config
 from simpleclip.safe_files import CODE_SUFFIXES, PICKLE_SUFFIXES
+from simpleclip.tower_refs import read_refs
 from simpleclip.train.checkpoint import atomic_directory, readable_directory
 
 # What a Hub repo of ours holds; a download skips anything else (e.g. an optimizer state).
@@ -182,8 +183,11 @@ def check_credentials(repo_id: str, token: str | None) -> str:
 def stage_checkpoint(directory: Path, staging: Path) -> None:
     """Hard-link (or copy) a checkpoint's shareable files into ``staging``, which gets the card;
     ``config.yaml`` is rewritten without local paths (``model_card.public_config``)."""
-    write_public_config(directory / CONFIG, staging / CONFIG)
     names = [WEIGHTS, TOKENIZER, TEXT_ARCH, *(p.name for p in directory.glob(METRICS))]
+    if read_refs(directory):  # frozen towers referenced, not copied: share a whole model
+        CLIPModel.load(directory).write_files(staging)
+        names = names[3:]
+    write_public_config(directory / CONFIG, staging / CONFIG)
     for name in names:
         source = directory / name
         if source.is_dir():

@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from simpleclip.config import Config, load_config, save_config
 from simpleclip.data.transforms import ImagePreprocessing
-from simpleclip.encoders import ImageEncoder, TextEncoder
+from simpleclip.encoders import EncoderLoadError, ImageEncoder, TextEncoder
 from simpleclip.heads import build_heads
 from simpleclip.loss import (
     contrastive_logits,
@@ -29,6 +29,14 @@ from simpleclip.loss import (
     logit_scale_to_scale,
 )
 from simpleclip.safe_files import load_safetensors, refuse_code
+from simpleclip.tower_refs import (
+    TOWERS,
+    TowerSourceChanged,
+    check_tower,
+    read_refs,
+    split_state,
+    write_refs,
+)
 from simpleclip.train.checkpoint import atomic_directory, readable_directory
 
 WEIGHTS = "model.safetensors"  # every tensor of the model
@@ -124,19 +132,26 @@ class CLIPModel(nn.Module):
         text_embeds = self.encode_text(input_ids, attention_mask)
         return contrastive_logits(image_embeds, text_embeds, self.logit_scale)
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, reference_frozen: bool = False) -> Path:
         """Write weights, config and tokenizer to ``directory``, atomically.
 
         A crash half-way leaves the previous checkpoint (if any) intact, never a broken one.
+
+        Args:
+            directory: the checkpoint folder.
+            reference_frozen: write a frozen pretrained tower as a reference to its source
+                weights and their fingerprint instead of a copy (``simpleclip.tower_refs``):
+                what training does, so a heads-only run writes kilobytes, not 100 MB.
         """
         with atomic_directory(directory) as tmp:
-            self.write_files(tmp)
+            self.write_files(tmp, reference_frozen)
         return Path(directory)
 
-    def write_files(self, directory: Path) -> None:
+    def write_files(self, directory: Path, reference_frozen: bool = False) -> None:
         """Write the checkpoint files into an existing folder (``save`` makes it atomic)."""
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        state, refs = split_state(self, reference_frozen)
         save_file(state, directory / WEIGHTS)
+        write_refs(directory, refs)
         save_config(self.config, directory / CONFIG)
         self.tokenizer.save_pretrained(directory / TOKENIZER)
         self.text_encoder.model.config.save_pretrained(directory / TEXT_ARCH)
@@ -156,8 +171,14 @@ class CLIPModel(nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER, trust_remote_code=False)
         hf_config = AutoConfig.from_pretrained(directory / TEXT_ARCH, trust_remote_code=False)
         model = build_model(config, tokenizer=tokenizer, hf_config=hf_config, pretrained=False)
+        refs = read_refs(directory)
+        for section, ref in refs.items():  # frozen towers rebuilt from their source, checked
+            tower = _rebuild_tower(directory, section, ref, config, tokenizer)
+            setattr(model, TOWERS[section], tower)
         weights = load_safetensors(directory / WEIGHTS)
         missing, unexpected = model.load_state_dict(weights, strict=False)
+        referenced = tuple(TOWERS[section] + "." for section in refs)
+        missing = [key for key in missing if not key.startswith(referenced)]
         if missing or unexpected:
             raise ValueError(
                 f"{directory / WEIGHTS} does not fit the model in {directory / CONFIG}: "
@@ -195,6 +216,24 @@ class CLIPModel(nn.Module):
         from simpleclip import hub
 
         return hub.push_to_hub(self, repo_id, **kwargs)
+
+
+def _rebuild_tower(
+    directory: Path, section: str, ref: dict, config: Config, tokenizer: Any
+) -> nn.Module:
+    """A frozen tower a checkpoint references, built from its source and fingerprint-checked."""
+    try:
+        if section == "image":
+            tower: nn.Module = build_image_encoder(config, pretrained=True)
+        else:
+            tower = build_text_encoder(config, tokenizer, pretrained=True)
+    except (EncoderLoadError, OSError) as err:
+        raise TowerSourceChanged(
+            f"{directory} refers to its frozen {section} tower by its source, {ref['source']}, "
+            f"which cannot be loaded ({err}). Restore it, or train again."
+        ) from err
+    check_tower(directory, section, ref, tower)
+    return tower
 
 
 def build_model(

@@ -173,7 +173,7 @@ def _end_epoch(
         with disk_full_guard(out_dir, kept):
             reporters.log(record, record["step"])
             if improved:
-                loop.model.save(out_dir / "best")
+                loop.model.save(out_dir / "best", reference_frozen=True)
             _save_last(loop, out_dir / "last", state, rng_states)
     distributed.barrier()  # the checkpoint is complete before any rank goes on (or resumes)
 
@@ -204,7 +204,7 @@ def _out_of_patience(config: Config, history: list[dict[str, Any]], say: bool) -
 def _save_last(loop: Trainer, last: Path, state: dict, rng_states: torch.Tensor) -> None:
     """Model files plus everything ``resume`` needs (every rank's RNG), swapped in atomically."""
     with atomic_directory(last) as tmp:
-        loop.model.write_files(tmp)
+        loop.model.write_files(tmp, reference_frozen=True)
         trainer_state = {
             "optimizer": loop.optimizer.state_dict(),
             "scheduler": loop.scheduler.state_dict(),
