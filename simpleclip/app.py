@@ -26,6 +26,7 @@ from PIL import Image
 
 from simpleclip.app_access import AllowedPaths, PathNotAllowed, check_exposure
 from simpleclip.data import ImageLoadError, load_rgb
+from simpleclip.data.images import MAX_PIXELS
 from simpleclip.data.synthetic import COLORS, SHAPES
 from simpleclip.model import WEIGHTS, CLIPModel
 from simpleclip.search import ImageIndex
@@ -54,7 +55,7 @@ GENERIC_LABELS = [
 ]
 THUMBNAIL = 256  # gallery pictures are shrunk to at most this many pixels
 MAX_UPLOAD_BYTES = 20 * 1024**2  # Gradio refuses larger uploads before they reach a handler
-MAX_UPLOAD_PIXELS = 64_000_000  # width x height; a bigger upload is refused before decoding
+MAX_UPLOAD_PIXELS = MAX_PIXELS  # width x height; a bigger upload is refused before decoding
 
 
 def find_checkpoints(runs_dir: str | Path) -> list[str]:

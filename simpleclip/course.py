@@ -19,6 +19,8 @@ model lives in ``runs/course-<track>/``: notebook 06 trains it, 07 and 08 use it
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shlex
 import warnings
@@ -99,7 +101,7 @@ class Course:
 
         best = self.run_dir / "best"
         if not (best / WEIGHTS).is_file():
-            print(f"No course model in {best}: training it now, as notebook 06 does.")
+            print(f"No course model in {self.show(best)}: training it now, as notebook 06 does.")
             self.train_model()
         return CLIPModel.load(best)
 
@@ -117,8 +119,9 @@ class Course:
             return self.model(), self.prepare_data()
         demo, data = self.repo_root / "runs" / "demo", self.repo_root / "data" / "synthetic"
         if not (demo / "model" / WEIGHTS).is_file():
-            print(f"No demo model in {demo}: training it now (simpleclip demo).")
-            run_demo(demo, [f"data.root={data}"])
+            print(f"No demo model in {self.show(demo)}: training it now (simpleclip demo).")
+            with contextlib.redirect_stdout(io.StringIO()):  # its log is the demo's, not ours
+                run_demo(demo, [f"data.root={data}"], progress=False)
         return CLIPModel.load(demo / "model"), data
 
     def show(self, path: str | Path) -> str:

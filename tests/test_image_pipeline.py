@@ -142,3 +142,22 @@ def test_shrinking_antialiases_fine_stripes() -> None:
         out = resize_and_crop(stripes, pre)
         assert out.shape == (112, 112, 3)
         assert out.std() < most, interpolation
+
+
+def test_a_picture_declaring_too_many_pixels_is_refused_before_decoding(tmp_path: Path) -> None:
+    import resource
+
+    from simpleclip.data import ImageLoadError
+    from simpleclip.data.images import MAX_PIXELS
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (13_000, 13_000)).save(bomb)  # ~20 KB on disk, 169 Mpx declared
+    assert bomb.stat().st_size < 100_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ImageLoadError, match=r"bomb\.png is 13000 x 13000 pixels, over 64"):
+        load_rgb(bomb)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 100  # not decoded (decoding it takes ~500 MB as RGB)
+    fine = tmp_path / "fine.png"
+    Image.new("RGB", (MAX_PIXELS // 8_000, 8_000 // 1000)).save(fine)  # under the cap: decodes
+    assert load_rgb(fine).mode == "RGB"

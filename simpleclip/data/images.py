@@ -7,6 +7,7 @@ values are arbitrary. Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,8 +19,23 @@ from simpleclip.progress import progress_bar
 SKIP_HINT = "--set data.skip_bad_images=true (simpleclip train), skip_bad_images=True (Python)"
 
 
+# A picture declaring more pixels is refused before it is decoded: a 20 KB PNG can declare
+# 13,000 x 13,000 pixels and take 1.8 GB of memory to decode (the app refuses such uploads too).
+MAX_PIXELS = 64_000_000
+TOO_LARGE_FIX = f"Shrink it to at most {MAX_PIXELS // 1_000_000} megapixels, or skip: {SKIP_HINT}."
+
+
 class ImageLoadError(RuntimeError):
     """An image file that is missing, truncated or not an image; the message names it."""
+
+
+def refuse_too_many_pixels(path: str | Path, width: int, height: int) -> None:
+    """Raise ``ImageLoadError`` when a picture declares more than ``MAX_PIXELS``."""
+    if width * height > MAX_PIXELS:
+        raise ImageLoadError(
+            f"{path} is {width} x {height} pixels, over {MAX_PIXELS // 1_000_000} megapixels; "
+            f"not decoded. {TOO_LARGE_FIX}"
+        )
 
 
 def load_rgb(path: str | Path) -> Image.Image:
@@ -30,9 +46,15 @@ def load_rgb(path: str | Path) -> Image.Image:
     """
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # PIL's bomb warning: refused below, with a reason
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            refuse_too_many_pixels(path, *image.size)  # read from the header, before decoding
             image.load()  # decode now, so a truncated file fails here and not later
             return to_rgb(image)
+    except Image.DecompressionBombError as err:  # PIL's own guard, at twice its warning size
+        raise ImageLoadError(f"{path} is too large to decode ({err}). {TOO_LARGE_FIX}") from err
     except FileNotFoundError as err:
         raise ImageLoadError(f"Image file not found: {path}. To skip it: {SKIP_HINT}.") from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
