@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from simpleclip.config import Config, load_config
 from simpleclip.data.captions import MissingImagesWarning
+from simpleclip.paths import shown_path
 
 if TYPE_CHECKING:
     from simpleclip.encoders import ImageEncoder, TextEncoder
@@ -127,7 +128,7 @@ class Course:
     def show(self, path: str | Path) -> str:
         """``path`` as the notebooks print it: relative to the repository, or under ``~``, so
         no output names a machine's folders (``runs/course-cpu``, ``../data``, ``~/.cache``)."""
-        return short_path(path, self.repo_root)
+        return shown_path(path, self.repo_root)
 
     def describe(self) -> str:
         shown = [
@@ -149,22 +150,6 @@ class Course:
 def _split_item(item: str) -> tuple[str, str, str]:
     key, sep, value = item.partition("=")
     return key, sep, value
-
-
-def short_path(path: str | Path, root: Path) -> str:
-    """``path`` relative to ``root`` when inside it, else under ``~`` when in the home folder,
-    else relative to ``root`` (``../shared/data``): never an absolute path.
-
-    Anything that is not an absolute path (a hub id, a number) comes back unchanged.
-    """
-    text = str(path)
-    if not text.startswith(("/", "~")):
-        return text
-    absolute, root = Path(text).expanduser().resolve(), root.resolve()
-    home = Path.home().resolve()
-    if absolute.is_relative_to(home) and not absolute.is_relative_to(root):
-        return "~/" + absolute.relative_to(home).as_posix()
-    return Path(os.path.relpath(absolute, root)).as_posix()
 
 
 def select_track(environ: dict[str, str] | None = None, cuda: bool | None = None) -> str:

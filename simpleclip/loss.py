@@ -155,6 +155,11 @@ def clip_loss(
 ) -> torch.Tensor:
     """Symmetric cross-entropy over the batch similarity matrix (CLIP paper, Fig. 3).
 
+    With ``z = exp(logit_scale) * image_embeds @ text_embeds.T`` (``logits_per_image``; the
+    temperature is ``1 / exp(logit_scale)``), the loss is ``(CE(z, targets) + CE(z.T, targets))
+    / 2``: a cross-entropy over the rows (which caption is image i's?) and one over the columns
+    (which image is caption j's?), as written out in notebook 05.
+
     Without ids the targets are the diagonal: pair i matches only itself. With ``image_ids`` or
     ``text_ids``, duplicates in the batch (the same image twice, the same caption string twice)
     count as matches too, with soft targets from ``multi_positive_targets``, so the loss stops
@@ -250,7 +255,9 @@ def siglip_loss(
     Each of the B×B logits ``scale * cosine + bias`` gets label +1 on the positives (those of
     ``positive_mask``: the diagonal, and with ids the duplicates of a picture or a caption) and
     -1 elsewhere; the loss is ``-log sigmoid(label * logit)`` summed over the matrix and divided
-    by the number of rows, B. No softmax: no row has to be normalised against the others.
+    by the number of rows, B: ``-(1/B) sum_jk log sigmoid(y_jk * (exp(logit_scale) * cos_jk +
+    logit_bias))``, as written out in notebook 10. No softmax: no row has to be normalised
+    against the others.
 
     Ranks work as in ``clip_loss``. With ``gather``, the embeddings and ids of all ranks are
     gathered and every rank computes the whole (N·B, N·B) matrix, divided by N·B. With

@@ -89,7 +89,8 @@ class _ImageFiles(Dataset):
         try:
             picture = item.convert("RGB") if isinstance(item, Image.Image) else load_rgb(item)
         except (ImageLoadError, Image.DecompressionBombError) as err:
-            return None, f"cannot decode: {err.__cause__ or err}"
+            why = str(err.__cause__ or err).replace(str(item), item.name)  # the path is known
+            return None, f"cannot decode: {why}"
         pixels = np.asarray(picture)
         return self.transform(image=pixels)["image"], ""
 
@@ -252,12 +253,17 @@ class ImageIndex:
         pairs = zip(best.values.tolist(), best.indices.tolist(), strict=True)
         return [SearchHit(self.paths[index], score) for score, index in pairs]
 
-    def summary(self) -> str:
-        """One line: how many pictures, where from, and how many files were skipped."""
+    def summary(self, folder: str | None = None) -> str:
+        """One line: how many pictures, where from, and how many files were skipped.
+
+        Args:
+            folder: how the line names the folder (default: its full path), e.g. a path
+                relative to the project, so that a notebook's output names no machine folder.
+        """
         unreadable = sum(s.reason != "not an image file" for s in self.skipped)
         return (
-            f"{len(self)} pictures indexed in {self.root} ({self.encoded} files decoded now, "
-            f"{self.reused} reused from the cache); {len(self.skipped)} files skipped "
+            f"{len(self)} pictures indexed in {folder or self.root} ({self.encoded} files "
+            f"decoded now, {self.reused} reused from the cache); {len(self.skipped)} files skipped "
             f"({unreadable} unreadable, {len(self.skipped) - unreadable} not images)."
         )
 

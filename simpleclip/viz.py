@@ -2,7 +2,7 @@
 
 The similarity matrix is CLIP's signature picture: N images against their N captions, each
 cell the cosine similarity of one image and one caption. A trained model lights up the diagonal.
-Beside it, the softmax over each row (scaled by the learned temperature) shows what the loss
+Below it, the softmax over each row (scaled by the learned temperature) shows what the loss
 actually sees. Retrieval grids show a query's top-k answers; the embedding map projects images
 and captions together to 2-D. ``viz`` is for pictures only: training code never imports it.
 Taught in ``notebooks/07_evaluation.ipynb``; CLIP paper, Figure 1.
@@ -22,51 +22,73 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
+# The similarity matrix is drawn for a notebook column: at most 10.5 inches wide (1,050 px at
+# the inline backend's 100 dpi), thumbnails at least 68 px wide for up to 12 pictures.
+MATRIX_WIDTH = 10.5  # inches, labels included
+MATRIX_FONT = 9  # points: captions and the values in the cells
+_CHAR_WIDTH = 0.55 * MATRIX_FONT / 72  # inches per character of a caption, on average
+
 
 def plot_similarity_matrix(
     images: Sequence[np.ndarray],
     captions: Sequence[str],
     similarity: torch.Tensor,
     logit_scale: float | None = None,
-    wrap: int = 34,
 ) -> Figure:
     """Cosine similarities of N images (columns) and N captions (rows); true pairs on the diagonal.
+
+    The panels are stacked, the pictures along the top, the captions (wrapped, shortened) as
+    row labels, so that 8 to 12 pictures stay readable in a notebook column: the figure is 10.5
+    inches wide, each thumbnail at least 68 px wide at 100 dpi up to 12 pictures.
 
     Args:
         images: N pictures as HWC uint8 arrays (thumbnails along the top).
         captions: the N captions, caption i belonging to image i.
         similarity: (N, N) cosine similarities, ``[caption, image]``.
-        logit_scale: if given, a second panel shows softmax(scale * cosine) per caption row.
-        wrap: caption line width in characters.
+        logit_scale: if given, a second panel below shows softmax(scale * cosine) per caption
+            row: what the contrastive loss sees.
     """
     n = len(images)
     sims = similarity.detach().float().cpu().numpy()
-    panels = [("cosine similarity", sims, "RdBu_r", (-1, 1))]
+    panels = [("cosine similarity of each caption (row) and picture (column)", sims, "RdBu_r")]
     if logit_scale is not None:
         probs = torch.softmax(torch.from_numpy(sims) * float(np.exp(logit_scale)), dim=1).numpy()
-        panels.append(("softmax over images (what the loss sees)", probs, "viridis", (0, 1)))
-    cell = 0.9 if n <= 10 else 0.55
-    fig, axes = plt.subplots(
-        1,
-        len(panels),
-        figsize=(len(panels) * (n * cell + 1.5) + 3, n * cell + 2.5),
-        squeeze=False,
-    )
-    for index, (ax, (title, values, cmap, limits)) in enumerate(zip(axes[0], panels, strict=True)):
-        _heatmap(ax, values, cmap, limits, show_values=n <= 12)
-        ax.set_title(title, pad=n * 6 + 40)
-        labels = [textwrap.shorten(c, wrap * 2) for c in captions] if index == 0 else []
-        ax.set_yticks(
-            range(n), ["\n".join(textwrap.wrap(c, wrap)) for c in labels] or [""] * n, fontsize=8
+        panels.append(
+            ("softmax over the pictures of each row (what the loss sees)", probs, "viridis")
         )
-        _thumbnails_on_top(ax, images)
-    fig.tight_layout()
+    cell_w = min(0.95, (MATRIX_WIDTH - 2.0) / max(n, 1))  # column width = thumbnail size
+    cell_h = 0.55 if n <= 8 else 0.42  # row height: three caption lines, or two
+    label_w, title_h, gap = MATRIX_WIDTH - n * cell_w - 0.15, 0.35, 0.2
+    lines = max(1, int(cell_h * 72 / (MATRIX_FONT * 1.25)))  # caption lines that fit a row
+    labels = [_wrapped(c, int(label_w / _CHAR_WIDTH), lines) for c in captions]
+    height = len(panels) * (title_h + n * cell_h) + (len(panels) - 1) * gap + cell_w + 0.1
+    fig = plt.figure(figsize=(MATRIX_WIDTH, height))
+
+    def box(bottom: float, tall: float) -> tuple[float, float, float, float]:  # inches -> figure
+        return (label_w / MATRIX_WIDTH, bottom / height, n * cell_w / MATRIX_WIDTH, tall / height)
+
+    top = height
+    for index, (title, values, cmap) in enumerate(panels):
+        top -= title_h + (gap if index else 0)
+        fig.text(label_w / MATRIX_WIDTH, (top + 0.08) / height, title, fontsize=11)
+        if index == 0:  # the pictures, above the first panel
+            top -= cell_w
+            _thumbnail_strip(fig.add_axes(box(top, cell_w)), images)
+        top -= n * cell_h
+        ax = fig.add_axes(box(top, n * cell_h))
+        _heatmap(ax, values, cmap, (-1, 1) if index == 0 else (0, 1), show_values=n <= 12)
+        ax.set_yticks(range(n), labels, fontsize=MATRIX_FONT)
     return fig
+
+
+def _wrapped(caption: str, width: int, lines: int) -> str:
+    """A caption in at most ``lines`` lines of ``width`` characters, shortened with "..."."""
+    return "\n".join(textwrap.wrap(caption, width, max_lines=lines, placeholder=" ..."))
 
 
 def _heatmap(ax: Any, values: np.ndarray, cmap: str, limits: tuple, show_values: bool) -> None:
     n = len(values)
-    shown = ax.imshow(values, cmap=cmap, vmin=limits[0], vmax=limits[1])
+    shown = ax.imshow(values, cmap=cmap, vmin=limits[0], vmax=limits[1], aspect="auto")
     ax.set_xticks([])
     for i in range(n):  # outline the true pairs
         ax.add_patch(plt.Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, ec="black", lw=2))
@@ -80,24 +102,23 @@ def _heatmap(ax: Any, values: np.ndarray, cmap: str, limits: tuple, show_values:
                 f"{value:.2f}",
                 ha="center",
                 va="center",
-                fontsize=7,
+                fontsize=MATRIX_FONT,
                 color="white" if dark else "black",
             )
 
 
-def _thumbnails_on_top(ax: Any, images: Sequence[np.ndarray]) -> None:
+def _thumbnail_strip(ax: Any, images: Sequence[np.ndarray], fill: float = 0.96) -> None:
+    """One picture per column, centred on it, its aspect kept, ``fill`` of the column wide."""
+    ax.set(xlim=(-0.5, len(images) - 0.5), ylim=(0, 1))
+    ax.axis("off")
+    width, height = ax.get_position().size * ax.figure.get_size_inches()  # inches
+    column = width / len(images)
     for col, image in enumerate(images):
-        zoom = 36 / max(image.shape[:2])
-        box = AnnotationBbox(
-            OffsetImage(image, zoom=zoom),
-            (col, -0.5),
-            xybox=(0, 22),
-            xycoords="data",
-            boxcoords="offset points",
-            frameon=False,
-            annotation_clip=False,
-        )
-        ax.add_artist(box)
+        rows, cols = image.shape[:2]
+        inches = fill * min(column / cols, height / rows)  # per pixel
+        half_w, half_h = inches * cols / column / 2, inches * rows / height / 2  # data units
+        extent = (col - half_w, col + half_w, 0.5 - half_h, 0.5 + half_h)
+        ax.imshow(image, extent=extent, aspect="auto")
 
 
 def plot_training_curves(history: Sequence[dict]) -> Figure:
@@ -230,6 +251,7 @@ def plot_embedding_map(
     images: Sequence[np.ndarray] | None = None,
     captions: Sequence[str] | None = None,
     method: str = "pca",
+    max_labels: int = 12,
 ) -> Figure:
     """Images and captions in one 2-D picture of the shared space; grey lines join true pairs.
 
@@ -241,8 +263,10 @@ def plot_embedding_map(
         text_embeds: (N_c, E) caption embeddings.
         caption_image: (N_c,) the index of each caption's image.
         images: N_i pictures (HWC uint8), drawn as thumbnails at their points.
-        captions: N_c texts, written beside their points (shortened).
+        captions: N_c texts; up to ``max_labels`` of them, in order, are written (shortened,
+            9 pt) beside their points, each only where it overlaps no label already written.
         method: ``"pca"`` or ``"tsne"`` (see ``project_2d``).
+        max_labels: at most this many caption labels.
 
     The figure is 9 by 8 inches.
     """
@@ -255,21 +279,40 @@ def plot_embedding_map(
     ax.scatter(*image_xy.T, marker="s", s=30, color="tab:blue", label="image", zorder=2)
     ax.scatter(*text_xy.T, marker="o", s=18, color="tab:orange", label="caption", zorder=3)
     for xy, image in zip(image_xy, images if images is not None else [], strict=False):
-        thumb = OffsetImage(image, zoom=28 / max(image.shape[:2]))
+        thumb = OffsetImage(image, zoom=34 / max(image.shape[:2]))
         ax.add_artist(AnnotationBbox(thumb, xy, frameon=False, zorder=2))
-    for xy, text in zip(text_xy, captions if captions is not None else [], strict=False):
-        ax.annotate(
-            textwrap.shorten(text, 30),
-            xy,
-            xytext=(3, 3),
-            textcoords="offset points",
-            fontsize=6,
-            color="tab:brown",
-        )
     ax.set(xticks=[], yticks=[], title=f"images and captions in one space ({method.upper()})")
     ax.legend(loc="best")
-    fig.tight_layout()
+    fig.tight_layout()  # before the labels: their overlaps are measured where they will stay
+    _label_without_overlap(ax, text_xy, captions or [], max_labels)
     return fig
+
+
+def _label_without_overlap(ax: Any, points: np.ndarray, texts: Sequence[str], limit: int) -> None:
+    """Write texts beside their points, in order, skipping any that would overlap one already
+    written or leave the axes."""
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)  # a label must stay inside the axes
+    placed: list[Any] = []
+    for xy, text in zip(points, texts, strict=False):
+        if len(placed) == limit:
+            break
+        label = ax.annotate(
+            textwrap.shorten(text, 34),
+            xy,
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize=9,
+            color="black",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+            zorder=4,
+        )
+        extent = label.get_window_extent(renderer).padded(2)  # display pixels
+        inside = frame.x0 <= extent.x0 and extent.x1 <= frame.x1 and extent.y1 <= frame.y1
+        if not inside or any(extent.overlaps(other) for other in placed):
+            label.remove()
+        else:
+            placed.append(extent)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:

@@ -60,13 +60,15 @@ def test_course_setup_reads_paths_from_the_repository_root(tmp_path: Path, capsy
 
 
 def test_paths_are_shown_relative_to_the_repository_or_home(tmp_path: Path) -> None:
-    from simpleclip.course import short_path
+    from simpleclip.paths import shown_path
 
     repo = tmp_path / "work" / "repo"
-    assert short_path(repo / "runs" / "a", repo) == "runs/a"
-    assert short_path(tmp_path / "work" / "shared" / "x", repo) == "../shared/x"
-    assert short_path(Path.home() / ".cache" / "w", repo) == "~/.cache/w"
-    assert short_path("sentence-transformers/all-MiniLM-L6-v2", repo).startswith("sentence")
+    assert shown_path(repo / "runs" / "a", repo) == "runs/a"
+    assert shown_path(tmp_path / "work" / "shared" / "x", repo) == "../shared/x"
+    assert shown_path(Path.home() / ".cache" / "w", repo) == "~/.cache/w"
+    assert shown_path("sentence-transformers/all-MiniLM-L6-v2", repo).startswith("sentence")
+    far = "/nonexistent-top/data"  # neither near nor in the home folder: as given
+    assert shown_path(far, repo) == far
 
 
 def test_a_hub_id_is_not_taken_for_a_path(tmp_path: Path) -> None:

@@ -57,3 +57,17 @@ def test_the_guard_sees_a_library_that_phones_home() -> None:
     # Without the package's switch, albumentations' own import tries PyPI: the guard must see it.
     out = _attempts_while("import albumentations\n")
     assert not out.startswith("[]"), out
+
+
+def test_a_command_of_the_quick_start_runs_without_the_network(tmp_path) -> None:
+    # The demo's first half (the synthetic set) and an eval-free train of one tiny epoch.
+    out = tmp_path / "set"
+    code = (
+        "from simpleclip.cli.main import main\n"
+        f"main(['make-synthetic', '--out', {str(out)!r}, '--images', '40'])\n"
+        f"main(['train', '--config', 'synthetic_tiny', '--set', 'data.root={out}', "
+        f"'--set', 'train.epochs=1', '--set', 'train.out_dir={tmp_path / 'run'}'])\n"
+    )
+    out_text = _attempts_while(code)
+    assert out_text.startswith("[]"), out_text
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()

@@ -99,6 +99,29 @@ def test_overwrite_removes_only_run_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "notes.txt"]
 
 
+def test_the_replacing_message_names_the_folder_as_the_working_directory_sees_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    out = repo / "runs" / "course"
+    out.mkdir(parents=True)
+
+    def replace(cwd: Path) -> str:
+        (out / "metrics.jsonl").write_text('{"epoch": 1}\n')
+        monkeypatch.chdir(cwd)
+        with claim_run_dir(out, overwrite=True):
+            pass
+        return capsys.readouterr().out
+
+    # From a notebook (one level below the repository) and from the repository: no machine path
+    assert "run in ../runs/course (overwrite)" in replace(repo / "notebooks")
+    assert "run in runs/course (overwrite)" in replace(repo)
+    far = tmp_path / "a" / "b" / "c"
+    far.mkdir(parents=True)
+    assert f"run in {out} (overwrite)" in replace(far)  # "../../../repo/..." says less than this
+
+
 def test_a_live_lock_refuses_a_second_run(tiny_config, synthetic_root: Path, tmp_path: Path):
     out = tmp_path / "busy"
     holder = subprocess.Popen(

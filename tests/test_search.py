@@ -87,6 +87,11 @@ def test_broken_files_are_skipped_and_reported(model: CLIPModel, photos: Path, t
     assert "12 pictures indexed" in index.summary() and "2 unreadable, 1 not images" in (
         index.summary()
     )
+    assert str(photos) in index.summary()
+    # the reasons name the file, not the machine's folders; a notebook names the folder itself
+    assert not any(str(photos) in s.reason for s in index.skipped)
+    assert "indexed in photos (" in index.summary(folder="photos")
+    assert str(photos) not in index.summary(folder="photos")
 
 
 def test_hits_are_sorted_cosine_similarities(model: CLIPModel, photos: Path, tmp_path: Path):
@@ -242,3 +247,18 @@ def test_the_command_prints_the_best_files_and_writes_a_grid(
     assert main(["search", "a dog", "--images", str(tmp_path / "empty"), *common]) == 1
     err = capsys.readouterr().err
     assert err.startswith("simpleclip search: error: No readable images") and "empty" in err
+
+
+def test_a_picture_declaring_too_many_pixels_is_skipped_undecoded(
+    model: CLIPModel, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(folder / "red.png")
+    Image.new("1", (13_000, 13_000)).save(folder / "bomb.png")  # 20 KB declaring 169 Mpx
+    index = ImageIndex.build(model, folder, cache_dir=tmp_path / "cache", progress=False)
+    assert [p.name for p in index.paths] == ["red.png"]
+    (skipped,) = index.skipped
+    assert skipped.path.name == "bomb.png" and "13000 x 13000 pixels" in skipped.reason

@@ -52,9 +52,9 @@ def test_similarity_matrix_shows_the_cosines_and_the_softmax_the_loss_sees(
     similarity = torch.eye(n) * 0.8 + 0.1 + 0.05 * torch.arange(n).float()  # rows differ
     captions = [f"caption number {i}" for i in range(n)]
     fig = plot_similarity_matrix(pictures(n), captions, similarity, logit_scale=scale)
-    cosines, softmax = fig.axes
-    assert cosines.get_title() == "cosine similarity"
-    assert softmax.get_title().startswith("softmax over images")
+    thumbs, cosines, softmax = fig.axes
+    titles = [t.get_text() for t in fig.texts]
+    assert titles[0].startswith("cosine similarity") and titles[1].startswith("softmax over")
     np.testing.assert_allclose(cosines.images[0].get_array(), similarity.numpy())
     assert cosines.images[0].get_clim() == (-1, 1) and softmax.images[0].get_clim() == (0, 1)
     logits = np.exp(scale) * similarity.double().numpy()
@@ -64,8 +64,43 @@ def test_similarity_matrix_shows_the_cosines_and_the_softmax_the_loss_sees(
     outlined = [p for p in cosines.patches if isinstance(p, Rectangle) and not p.get_fill()]
     assert sorted(p.get_xy() for p in outlined) == [(i - 0.5, i - 0.5) for i in range(n)]
     assert len(cosines.texts) == n * n  # every value written in its cell
-    assert len(plot_similarity_matrix(pictures(n), captions, similarity).axes) == 1
+    for thumb, image in zip(thumbs.images, pictures(n), strict=True):  # pixels untouched
+        np.testing.assert_array_equal(thumb.get_array(), image)
+    assert len(plot_similarity_matrix(pictures(n), captions, similarity).axes) == 2
     check_png(fig, tmp_path / "sim.png")
+
+
+LONG_CAPTIONS = [  # as long as Flickr8k's long ones: they must be wrapped and shortened
+    "A little girl in a pink dress and white tights climbs the wooden stairs of a playhouse .",
+    "Two large brown dogs with black collars are running through the tall green grass",
+    "A man in a blue jacket and a black helmet rides his bicycle down a steep rocky hill .",
+]
+
+
+@pytest.mark.parametrize("n", [8, 12])
+def test_similarity_matrix_fits_a_notebook_column_with_readable_thumbnails(
+    n: int, tmp_path: Path
+) -> None:
+    """Stored as the notebook stores it (100 dpi, tight box): at most 1,100 px wide, each
+    thumbnail at least 64 px and centred over its column, every text at least 8 pt."""
+    captions = [LONG_CAPTIONS[i % 3] for i in range(n)]
+    similarity = torch.rand(n, n) * 2 - 1
+    fig = plot_similarity_matrix(pictures(n, 224), captions, similarity, logit_scale=4.6)
+    fig.savefig(tmp_path / "sim.png", dpi=100, bbox_inches="tight")
+    with Image.open(tmp_path / "sim.png") as png:
+        assert png.width <= 1100
+    thumbs, cosines, _ = fig.axes
+    renderer = fig.canvas.get_renderer()  # the figure is at 100 dpi after savefig
+    for col, thumb in enumerate(thumbs.images):
+        box = thumb.get_window_extent(renderer)
+        assert box.width >= 64 and box.height >= 64, (col, box.width, box.height)
+        centre = cosines.transData.transform((col, 0))[0]
+        assert abs((box.x0 + box.x1) / 2 - centre) < 1
+    texts = [*cosines.texts, *cosines.get_yticklabels(), *fig.texts]
+    assert min(t.get_fontsize() for t in texts) >= 8
+    for label in cosines.get_yticklabels():  # wrapped, shortened, no longer than the caption
+        assert label.get_text().count("\n") <= 2 and len(label.get_text()) <= 90
+    plt.close(fig)
 
 
 def test_training_curves_plot_every_step_every_epoch_and_the_temperature(
@@ -127,8 +162,7 @@ def test_embedding_map(tmp_path: Path) -> None:
     image_embeds = F.normalize(torch.randn(6, 16), dim=1)
     caption_image = torch.tensor([0, 0, 1, 2, 3, 4, 5, 5])
     text_embeds = F.normalize(image_embeds[caption_image] + 0.3 * torch.randn(8, 16), dim=1)
-    captions = [f"caption {i}" for i in range(8)]
-    fig = plot_embedding_map(image_embeds, text_embeds, caption_image, pictures(6), captions)
+    fig = plot_embedding_map(image_embeds, text_embeds, caption_image, pictures(6))
     ax = fig.axes[0]
     points = project_2d(torch.cat([image_embeds, text_embeds]))
     image_xy, text_xy = points[:6], points[6:]
@@ -137,8 +171,31 @@ def test_embedding_map(tmp_path: Path) -> None:
         np.testing.assert_allclose(line.get_xydata(), [start, image_xy[owner]], rtol=1e-5)
     np.testing.assert_allclose(ax.collections[0].get_offsets(), image_xy, rtol=1e-5)
     np.testing.assert_allclose(ax.collections[1].get_offsets(), text_xy, rtol=1e-5)
-    assert [t.get_text() for t in ax.texts] == captions
     check_png(fig, tmp_path / "map.png")
+
+
+def test_embedding_map_labels_never_overlap_and_are_readable() -> None:
+    """Captions far apart are all written; captions on one spot get one label, not a pile."""
+    spread = torch.eye(6)  # six orthogonal captions: far apart on the map
+    fig = plot_embedding_map(spread, spread, torch.arange(6), captions=list("abcdef"))
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == list("abcdef")
+    plt.close(fig)
+    image_embeds = torch.eye(5)
+    same = image_embeds[[0] * 5]  # five captions with the same embedding
+    captions = [f"caption number {i}" for i in range(5)]
+    fig = plot_embedding_map(image_embeds, same, [0] * 5, captions=captions, max_labels=3)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["caption number 0"]
+    assert ax.texts[0].get_fontsize() >= 8
+    plt.close(fig)
+    many = torch.eye(20)
+    fig = plot_embedding_map(many, many, torch.arange(20), captions=[str(i) for i in range(20)])
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(boxes) == 12  # max_labels
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    plt.close(fig)
 
 
 def test_pca_matches_an_eigendecomposition_of_the_covariance() -> None:

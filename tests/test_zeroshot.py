@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from simpleclip.data import load_split
+from simpleclip.inference import embed_texts
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.train import train
 from simpleclip.zeroshot import (
@@ -20,6 +23,12 @@ from simpleclip.zeroshot import (
     encode_pictures,
     ensemble_embeddings,
     fill_template,
+    template_similarity,
+)
+from simpleclip.zeroshot.caption_labels import (
+    caption_labels,
+    top1_accuracy,
+    zero_shot_on_captions,
 )
 from simpleclip.zeroshot.synthetic import (
     HELD_OUT_NAME,
@@ -123,6 +132,67 @@ def test_files_pictures_arrays_and_tensors_give_the_same_answer(
 def test_bad_classes_or_templates_are_refused(tiny_model, classes, templates) -> None:
     with pytest.raises(ValueError, match="class name"):
         build_classifier(tiny_model, classes, templates)
+
+
+def test_template_similarity_is_the_mean_cosine_of_each_class_template_pairs(
+    tiny_model: CLIPModel,
+) -> None:
+    classes, templates = ["red circle", "orange star"], ["a {}", "a big {}", "{} on the left"]
+    for features in (False, True):
+        got = template_similarity(tiny_model, classes, templates, features=features)
+        reference = []
+        for name in classes:  # every ordered pair of different templates, written out
+            embeds = [
+                embed_texts(tiny_model, [fill_template(t, name)], features=features)[0]
+                for t in templates
+            ]
+            cosines = [
+                F.cosine_similarity(a, b, dim=0)
+                for i, a in enumerate(embeds)
+                for j, b in enumerate(embeds)
+                if i != j
+            ]
+            reference.append(sum(cosines) / len(cosines))
+        torch.testing.assert_close(got, torch.stack(reference), atol=1e-5, rtol=1e-5)
+    same = template_similarity(tiny_model, classes, ["{}", "{}"])  # one sentence twice
+    torch.testing.assert_close(same, torch.ones(2))
+    with pytest.raises(ValueError, match="two templates"):
+        template_similarity(tiny_model, classes, ["a {}"])
+
+
+def test_caption_words_used_as_verbs_do_not_make_labels() -> None:
+    captions = pd.DataFrame(
+        {
+            "image": ["flag.jpg", "surf.jpg", "hiker.jpg"],
+            "caption": [
+                "A baby wearing a white gown waves a flag .",  # a verb, not water
+                "A surfer rides a wave in the ocean .",
+                "A hiker waves to the camera in the snow .",
+            ],
+        }
+    )
+    assert caption_labels(captions) == {
+        "flag.jpg": {"child"},
+        "surf.jpg": {"water"},
+        "hiker.jpg": {"snow"},
+    }
+
+
+def test_zero_shot_on_captions_returns_the_predictions_behind_each_accuracy(
+    tiny_model: CLIPModel, synthetic_root: Path
+) -> None:
+    labels = {"circle": ("circle", "circles"), "star": ("star", "stars"), "square": ("square",)}
+    sets = {"bare": ("{}",), "a photo of": ("a photo of a {}.",)}
+    result = zero_shot_on_captions(tiny_model, synthetic_root, "test", labels, None, sets)
+    truth = caption_labels(load_split(synthetic_root, "test"), labels)
+    truths = [truth[name] for name in result["photos"]]
+    assert all(truths) and len(truths) == result["n_photos"]  # only labelled photos
+    files = [synthetic_root / "Images" / name for name in result["photos"]]
+    for name, templates in sets.items():
+        predicted = result["predictions"][name]
+        assert result["accuracy"][name] == top1_accuracy(predicted, truths)
+        direct = classify(tiny_model, files, list(labels), templates, top_k=1)
+        assert predicted == [top[0].label for top in direct]
 
 
 def test_a_briefly_trained_model_beats_chance_zero_shot(

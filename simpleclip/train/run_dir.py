@@ -20,6 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from simpleclip.paths import shown_path
+from simpleclip.train.checkpoint import disk_full_guard
+
 LOCK = "train.lock"
 # What `train` (best/, last/, metrics.jsonl, config.yaml, the .old twins of an interrupted
 # swap) and `simpleclip demo` (model/, metrics.json, pictures) write in a run folder.
@@ -83,7 +86,9 @@ def claim_run_dir(
             )
         if found and overwrite:
             remove_run_files(out_dir)
-            print(f"Replacing the earlier run in {out_dir} (overwrite): removed {names}.")
+            print(
+                f"Replacing the earlier run in {shown_path(out_dir)} (overwrite): removed {names}."
+            )
         if resume:  # half-written checkpoints of the killed run: the lock says none is live
             for leftover in (p for pattern in SWAP_FOLDERS for p in out_dir.glob(pattern)):
                 shutil.rmtree(leftover, ignore_errors=True)
@@ -124,8 +129,9 @@ def _take_lock(lock: Path) -> Path:
     """Create ``lock`` holding our PID and host; take over a stale one; refuse a live one."""
     mine = {"pid": os.getpid(), "host": socket.gethostname()}
     draft = lock.with_name(f".{lock.name}.{os.getpid()}")
-    draft.write_text(json.dumps(mine) + "\n")
     try:
+        with disk_full_guard(lock.parent, "nothing was written"):
+            draft.write_text(json.dumps(mine) + "\n")
         for _ in range(3):  # a stale lock is removed, then we try again
             try:
                 os.link(draft, lock)  # atomic, fails if it exists: the lock is never half-written

@@ -20,6 +20,7 @@ from simpleclip.zeroshot.classifier import (
     encode_pictures,
     ensemble_embeddings,
     fill_template,
+    template_similarity,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "encode_pictures",
     "ensemble_embeddings",
     "fill_template",
+    "template_similarity",
 ]

@@ -139,6 +139,33 @@ def build_classifier(
     return ZeroShotClassifier(classes, ensemble_embeddings(embeds), model.scale.item())
 
 
+def template_similarity(
+    model: torch.nn.Module, classes: Sequence[str], templates: Sequence[str], features: bool = False
+) -> torch.Tensor:
+    """How much the templates move each class: the mean cosine between the embeddings of a
+    class's templates, over every pair of different templates.
+
+    Near 1, the text tower says the same thing whatever the template, and no template can
+    change a prediction; lower, the templates pull the class vector apart.
+
+    Args:
+        model: a ``CLIPModel`` (the embeddings are those the classifier uses: after the head).
+        classes: the C class names.
+        templates: at least two templates, each with one ``{}``.
+        features: compare the text encoder's outputs (before the head) instead.
+
+    Shapes: C classes, T templates -> (C,).
+    """
+    if len(templates) < 2:
+        raise ValueError(f"Need at least two templates to compare, got {len(templates)}.")
+    texts = [fill_template(t, c) for c in classes for t in templates]
+    embeds = embed_texts(model, texts, features=features).view(len(classes), len(templates), -1)
+    embeds = F.normalize(embeds, dim=-1)  # (C, T, E); features are not unit length
+    cosines = embeds @ embeds.transpose(1, 2)  # (C, T, T)
+    pairs = len(templates) * (len(templates) - 1)
+    return (cosines.sum(dim=(1, 2)) - cosines.diagonal(dim1=1, dim2=2).sum(dim=1)) / pairs
+
+
 def encode_pictures(
     model: torch.nn.Module, pictures: Sequence[Picture] | torch.Tensor, batch_size: int = 64
 ) -> torch.Tensor:
