@@ -100,3 +100,27 @@ def test_a_pickled_training_state_is_refused_without_torch_unsafe_advice(
     assert str(state) in message and "nothing in it was run" in message
     assert "weights_only" not in message and "False" not in message
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("pretrained", [True, False])
+def test_a_text_model_folder_asking_for_its_own_code_never_runs_it(
+    tiny_tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pretrained: bool
+) -> None:
+    from transformers import AutoModel
+
+    from simpleclip.encoders import EncoderLoadError, TextEncoder
+    from simpleclip.encoders.text import tiny_text_config
+
+    folder = tmp_path / "text-model"  # a local text.name, as a user downloads one
+    AutoModel.from_config(tiny_text_config(tiny_tokenizer, 32)).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["model_type"]  # without it transformers turns to auto_map
+    config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    marker = tmp_path / "pwned"
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    _answer_yes(monkeypatch)
+    with pytest.raises((EncoderLoadError, ValueError)):
+        TextEncoder(str(folder), pretrained=pretrained, tokenizer=tiny_tokenizer)
+    assert not marker.exists()

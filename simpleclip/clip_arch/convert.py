@@ -233,4 +233,5 @@ def load_pretrained(name: str = "openai/clip-vit-base-patch32") -> tuple[CLIP, B
     """
     from transformers import CLIPModel
 
-    return from_hf(CLIPModel.from_pretrained(name)), BPETokenizer.from_pretrained(name)
+    hf_model = CLIPModel.from_pretrained(name, trust_remote_code=False)
+    return from_hf(hf_model), BPETokenizer.from_pretrained(name)

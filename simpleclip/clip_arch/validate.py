@@ -44,8 +44,12 @@ def load_references(args: argparse.Namespace) -> dict[str, Any]:
     """Download (or read from the cache) the hub model, its tokenizer and processor, the image."""
     from transformers import CLIPModel, CLIPProcessor
 
-    hf_model = CLIPModel.from_pretrained(args.model, cache_dir=args.cache_dir).eval()
-    processor = CLIPProcessor.from_pretrained(args.model, cache_dir=args.cache_dir)
+    hf_model = CLIPModel.from_pretrained(
+        args.model, cache_dir=args.cache_dir, trust_remote_code=False
+    ).eval()
+    processor = CLIPProcessor.from_pretrained(
+        args.model, cache_dir=args.cache_dir, trust_remote_code=False
+    )
     # transformers pads with the end token; so do we here, to compare ids one for one.
     tokenizer = BPETokenizer.from_pretrained(args.model, cache_dir=args.cache_dir)
     tokenizer.pad_id = tokenizer.eot_id

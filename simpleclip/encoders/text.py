@@ -107,9 +107,13 @@ def load_text_model(
     source = hf_folder(model_name) or model_name  # a local folder is checked before loading
     try:
         if not pretrained:
-            return AutoModel.from_config(AutoConfig.from_pretrained(source))
+            return AutoModel.from_config(
+                AutoConfig.from_pretrained(source, trust_remote_code=False)
+            )
         with quiet_library_bars():  # no "Loading weights" bar for each tower
-            model, info = AutoModel.from_pretrained(source, output_loading_info=True)
+            model, info = AutoModel.from_pretrained(
+                source, output_loading_info=True, trust_remote_code=False
+            )
     except (OSError, ValueError) as err:
         raise EncoderLoadError(_load_failed_message(model_name)) from err
     # transformers only warns when weights do not fit and leaves those parts random: refuse.
@@ -132,7 +136,9 @@ def load_tokenizer(model_name: str) -> PreTrainedTokenizerBase:
         EncoderLoadError: the tokenizer is neither cached nor downloadable.
     """
     try:
-        return AutoTokenizer.from_pretrained(hf_folder(model_name) or model_name)
+        return AutoTokenizer.from_pretrained(
+            hf_folder(model_name) or model_name, trust_remote_code=False
+        )
     except (OSError, ValueError) as err:
         raise EncoderLoadError(_load_failed_message(model_name)) from err
 
