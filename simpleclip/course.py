@@ -131,9 +131,8 @@ class Course:
         return shown_path(path, self.repo_root)
 
     def describe(self) -> str:
-        shown = [
-            key + sep + self.show(value) for key, sep, value in map(_split_item, self.overrides)
-        ]
+        items = (item.partition("=") for item in self.overrides)
+        shown = [key + sep + self.show(value) for key, sep, value in items]
         extra = f" with {' '.join(shown)}" if shown else ""
         text = self.config.text.name
         text = self.show(text) if text.startswith(PATH_LIKE) else text
@@ -145,11 +144,6 @@ class Course:
             f"  data: {self.show(self.data_root)}\n  image encoder: {image}; "
             f"text encoder: {text}\n  course model: {self.show(self.run_dir)}"
         )
-
-
-def _split_item(item: str) -> tuple[str, str, str]:
-    key, sep, value = item.partition("=")
-    return key, sep, value
 
 
 def select_track(environ: dict[str, str] | None = None, cuda: bool | None = None) -> str:

@@ -183,10 +183,11 @@ def check_credentials(repo_id: str, token: str | None) -> str:
 def stage_checkpoint(directory: Path, staging: Path) -> None:
     """Hard-link (or copy) a checkpoint's shareable files into ``staging``, which gets the card;
     ``config.yaml`` is rewritten without local paths (``model_card.public_config``)."""
-    names = [WEIGHTS, TOKENIZER, TEXT_ARCH, *(p.name for p in directory.glob(METRICS))]
+    names = [p.name for p in directory.glob(METRICS)]
     if read_refs(directory):  # frozen towers referenced, not copied: share a whole model
         CLIPModel.load(directory).write_files(staging)
-        names = names[3:]
+    else:
+        names += [WEIGHTS, TOKENIZER, TEXT_ARCH]
     write_public_config(directory / CONFIG, staging / CONFIG)
     for name in names:
         source = directory / name
