@@ -23,6 +23,7 @@ import contextlib
 import io
 import os
 import shlex
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,16 @@ if TYPE_CHECKING:
     from simpleclip.train import TrainResult
 
 TRACKS = ("smoke", "cpu", "gpu")
+# What notebooks 07 and 08 write next to the course model: results of the model they read.
+# A new course model makes them stale, so ``Course.train_model`` removes them with the run.
+DERIVED = (
+    "metrics_test.json",
+    "zeroshot_test.json",
+    "figures",
+    "photos",
+    "search_cache",
+    "notes.txt",
+)
 PATH_LIKE = ("/", "./", "../", "~")  # a text.name starting so is a folder, not a hub id
 
 
@@ -86,7 +97,9 @@ class Course:
         return build_text_encoder(self.config, tokenizer)
 
     def train_model(self, **overrides: Any) -> TrainResult:
-        """Train the course model into ``run_dir``, replacing an earlier course run (notebook 06).
+        """Train the course model into ``run_dir``, replacing an earlier course run (notebook 06)
+        and what notebooks 07 and 08 derived from it (``DERIVED``): test recalls, figures and
+        search caches of an older model would otherwise sit beside the new one.
 
         Args:
             overrides: passed to ``simpleclip.train.train`` (``resume=True``, ``progress``...).
@@ -94,7 +107,27 @@ class Course:
         from simpleclip.train import train
 
         options = {"overwrite": not overrides.get("resume", False), **overrides}
+        if options["overwrite"]:
+            self.remove_derived()
         return train(self.config, **options)
+
+    def remove_derived(self) -> list[str]:
+        """Delete notebooks 07 and 08's outputs in ``run_dir`` (and only those); say which."""
+        removed = []
+        for name in DERIVED:
+            path = self.run_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+            removed.append(name)
+        if removed:
+            print(
+                f"Removed what notebooks 07-08 derived from the earlier model: {', '.join(removed)}"
+            )
+        return removed
 
     def model(self) -> CLIPModel:
         """The course model that notebook 06 trained; trained now when it is missing."""

@@ -117,3 +117,21 @@ def test_accuracy_and_the_majority_baseline() -> None:
         top1_accuracy(["dog"], truths)
     with pytest.raises(ValueError, match="No photo has a label"):
         majority_baseline([set(), set()])
+
+
+def test_a_new_course_model_removes_what_07_and_08_derived_from_the_old_one(
+    tmp_path: Path, capsys
+) -> None:
+    (tmp_path / "notebooks").mkdir()
+    course = course_setup(environ={"SIMPLECLIP_TRACK": "smoke"}, start=tmp_path / "notebooks")
+    run = course.run_dir
+    (run / "figures").mkdir(parents=True)
+    (run / "figures" / "failure_1.png").write_bytes(b"old")
+    (run / "metrics_test.json").write_text("{}")
+    (run / "my_notes.md").write_text("mine")  # not the course's: it stays
+    capsys.readouterr()
+    assert course.remove_derived() == ["metrics_test.json", "figures"]
+    assert sorted(p.name for p in run.iterdir()) == ["my_notes.md"]
+    assert "metrics_test.json, figures" in capsys.readouterr().out
+    assert course.remove_derived() == []  # nothing left to remove: nothing said
+    assert capsys.readouterr().out == ""
