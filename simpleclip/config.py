@@ -132,6 +132,7 @@ class TrainConfig:
     distributed_loss: str = "gather"  # torchrun: "gather" all ranks' negatives, or "local"
     init_from: str | None = None  # a checkpoint folder: start from its heads (not random)
     out_dir: str = "runs/clip"  # where checkpoints, metrics and the config go
+    keep_last: bool = True  # False: remove last/ (the resume state) once the run ends; best/ stays
     report_to: list[str] = field(default_factory=lambda: ["jsonl"])  # + tensorboard, wandb
 
     def __post_init__(self) -> None:

@@ -34,6 +34,7 @@ from simpleclip.tower_refs import (
     TowerSourceChanged,
     check_tower,
     read_refs,
+    referenced_keys,
     split_state,
     write_refs,
 )
@@ -139,9 +140,11 @@ class CLIPModel(nn.Module):
 
         Args:
             directory: the checkpoint folder.
-            reference_frozen: write a frozen pretrained tower as a reference to its source
-                weights and their fingerprint instead of a copy (``simpleclip.tower_refs``):
-                what training does, so a heads-only run writes kilobytes, not 100 MB.
+            reference_frozen: write the frozen part of a pretrained tower as a reference to
+                its source weights and their fingerprint instead of a copy, and only the
+                tensors training changes (``simpleclip.tower_refs``): what training does, so a
+                heads-only run writes kilobytes, not 100 MB, and a fine-tune of MiniLM's last
+                layer a few MB.
         """
         with atomic_directory(directory) as tmp:
             self.write_files(tmp, reference_frozen)
@@ -172,13 +175,13 @@ class CLIPModel(nn.Module):
         hf_config = AutoConfig.from_pretrained(directory / TEXT_ARCH, trust_remote_code=False)
         model = build_model(config, tokenizer=tokenizer, hf_config=hf_config, pretrained=False)
         refs = read_refs(directory)
-        for section, ref in refs.items():  # frozen towers rebuilt from their source, checked
+        for section, ref in refs.items():  # referenced towers rebuilt from their source, checked
             tower = _rebuild_tower(directory, section, ref, config, tokenizer)
             setattr(model, TOWERS[section], tower)
-        weights = load_safetensors(directory / WEIGHTS)
+        weights = load_safetensors(directory / WEIGHTS)  # a partly trained tower's part too
         missing, unexpected = model.load_state_dict(weights, strict=False)
-        referenced = tuple(TOWERS[section] + "." for section in refs)
-        missing = [key for key in missing if not key.startswith(referenced)]
+        referenced = referenced_keys(refs, missing)
+        missing = [key for key in missing if key not in referenced]
         if missing or unexpected:
             raise ValueError(
                 f"{directory / WEIGHTS} does not fit the model in {directory / CONFIG}: "
@@ -221,7 +224,8 @@ class CLIPModel(nn.Module):
 def _rebuild_tower(
     directory: Path, section: str, ref: dict, config: Config, tokenizer: Any
 ) -> nn.Module:
-    """A frozen tower a checkpoint references, built from its source and fingerprint-checked."""
+    """A tower a checkpoint references, built from its source and fingerprint-checked (its
+    trained tensors, if any, are loaded from ``model.safetensors`` afterwards)."""
     try:
         if section == "image":
             tower: nn.Module = build_image_encoder(config, pretrained=True)

@@ -376,3 +376,57 @@ def test_patience_zero_trains_every_epoch_and_patience_needs_a_dev_split(
         train(no_dev, progress=False)
     with pytest.raises(ConfigError, match=r"train\.patience must be 0"):
         tiny_config(synthetic_root, tmp_path / "x", "train.patience=-1")
+
+
+def test_keep_last_false_leaves_best_only_and_a_resume_says_there_is_nothing_to_resume(
+    tiny_config, synthetic_root: Path, tmp_path: Path, capsys
+) -> None:
+    from simpleclip.cli import main
+    from simpleclip.config import save_config
+
+    config = tiny_config(synthetic_root, tmp_path / "k", "train.keep_last=false")
+    result = train(config, progress=True)
+    checkpoints = {p.name for p in (tmp_path / "k").iterdir()} & {"best", "last", "last.old"}
+    assert checkpoints == {"best"}
+    out = capsys.readouterr().out
+    assert f"Run finished: kept best/ (epoch {result.best_epoch}); removed last/" in out
+    best = CLIPModel.load(result.best_dir)
+    assert best.config.train.keep_last is False
+    config_file = tmp_path / "k.yaml"
+    save_config(config, config_file)
+    assert main(["train", "--config", str(config_file), "--resume"]) == 1  # no traceback
+    err = capsys.readouterr().err
+    assert "Nothing to resume in" in err and "train.keep_last=false" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_keep_last_false_still_leaves_last_after_a_crash_so_the_run_resumes(
+    tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = Trainer.run_epoch
+
+    def interrupted(self, dataset, epoch, *args):
+        if epoch == 1:
+            raise KeyboardInterrupt  # killed during epoch 2
+        return original(self, dataset, epoch, *args)
+
+    config = tiny_config(synthetic_root, tmp_path / "c", "train.keep_last=false")
+    monkeypatch.setattr(Trainer, "run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False)
+    assert (tmp_path / "c" / "last" / "trainer_state.pt").is_file()  # epoch 1's resume state
+    monkeypatch.setattr(Trainer, "run_epoch", original)
+    resumed = train(config, resume=True, progress=False)
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    assert (tmp_path / "c" / "best").is_dir() and not (tmp_path / "c" / "last").exists()
+
+
+def test_keep_last_false_without_a_dev_split_keeps_the_last_epoch_in_best(
+    tiny_config, synthetic_root: Path, tmp_path: Path
+) -> None:
+    settings = ("train.epochs=1", "data.val_split=none", "train.keep_last=false")
+    result = train(tiny_config(synthetic_root, tmp_path / "n", *settings), progress=False)
+    assert not (tmp_path / "n" / "last").exists()
+    best = CLIPModel.load(result.best_dir)  # with no dev score, best/ is the last epoch
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(best.state_dict()[name], tensor.cpu()), name

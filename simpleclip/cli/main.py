@@ -216,7 +216,8 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     if result.history and result.history[-1]["val"] is not None:
         print(format_recall_table(result.history[-1]["val"]))
-    print(f"Done in {result.seconds:.0f} s: {result.out_dir}/best, last, metrics.jsonl")
+    kept = [name for name in ("best", "last", "metrics.jsonl") if (result.out_dir / name).exists()]
+    print(f"Done in {result.seconds:.0f} s: {result.out_dir}/{', '.join(kept)}")
     return 0
 
 

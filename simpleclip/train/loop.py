@@ -6,10 +6,12 @@ evaluated on the dev split (Recall@K; ``data.val_split``), one line is appended 
 ``metrics.jsonl`` (and sent to TensorBoard or W&B: ``train.reporting``), and two checkpoints
 are written atomically: ``last/`` (with the optimizer, scheduler, scaler and RNG state, for
 ``resume``) and ``best/`` (highest dev recall sum; the last epoch when ``val_split`` is
-``"none"``). ``train.patience`` stops the run after that many epochs without a better dev
-score (early stopping: on a small set the model starts memorising its training photos while
-dev recall falls). A NaN or infinite loss stops the run with a clear
-message and leaves the last good checkpoint in place. The data side lives in ``train.data``.
+``"none"``); ``train.keep_last=false`` removes ``last/`` once the run ends normally, keeping
+``best/`` (a crash still leaves ``last/`` to resume from). ``train.patience`` stops the run
+after that many epochs without a better dev score (early stopping: on a small set the model
+starts memorising its training photos while dev recall falls). A NaN or infinite loss stops
+the run with a clear message and leaves the last good checkpoint in place. The data side
+lives in ``train.data``.
 Under ``torchrun --nproc_per_node=N`` each rank takes ``train.batch_size`` pairs per step, so
 the contrastive batch is N × batch_size (``train.distributed``); only rank 0 evaluates and
 writes files, logs and progress bars, and the logged loss is the mean over ranks.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,7 @@ import torch
 
 from simpleclip.allocator import keep_freed_memory
 from simpleclip.config import Config, save_config
-from simpleclip.model import CLIPModel
+from simpleclip.model import WEIGHTS, CLIPModel
 from simpleclip.safe_files import load_tensors
 from simpleclip.train import distributed
 from simpleclip.train.checkpoint import (
@@ -115,9 +118,20 @@ def train(
         return _train(config, resume, progress and distributed.is_main(), device)
 
 
+class NothingToResume(RuntimeError):
+    """``--resume`` of a run whose ``last/`` is gone while ``best/`` is there: a run with
+    ``train.keep_last=false`` that finished."""
+
+
 def _train(config: Config, resume: bool, progress: bool, device: torch.device) -> TrainResult:
     start = time.perf_counter()
     out_dir = Path(config.train.out_dir)
+    if resume and not _has_checkpoint(out_dir / "last") and _has_model(out_dir / "best"):
+        raise NothingToResume(
+            f"Nothing to resume in {out_dir}: it has best/ but no last/, the resume state (a "
+            "run with train.keep_last=false removes last/ when it finishes). Use best/ as it "
+            "is, or train again with --overwrite or another train.out_dir."
+        )
     if resume and not _has_checkpoint(out_dir / "last"):
         if distributed.is_main():
             print(
@@ -156,7 +170,21 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
             main = distributed.is_main()
             record["val"] = distributed.broadcast_object(validate() if main else None)
             _end_epoch(loop, record, state, out_dir, reporters)
+    if not config.train.keep_last and distributed.is_main() and _has_model(out_dir / "best"):
+        _remove_last(out_dir, state["history"], progress)
     return TrainResult(model, state["history"], out_dir, time.perf_counter() - start)
+
+
+def _remove_last(out_dir: Path, history: list[dict[str, Any]], say: bool) -> None:
+    """``train.keep_last=false``: the run ended normally, so its resume state (the model again,
+    plus two optimizer moments per trained weight) is no longer needed; ``best/`` is the result."""
+    for folder in (out_dir / "last", out_dir / "last.old"):
+        shutil.rmtree(folder, ignore_errors=True)
+    if say:
+        print(
+            f"Run finished: kept best/ (epoch {best_epoch(history)}); removed last/, the "
+            "resume state (train.keep_last=false)."
+        )
 
 
 def _end_epoch(
@@ -221,6 +249,12 @@ def _has_checkpoint(last: Path) -> bool:
     """``last/`` (or its ``.old`` twin) holds a complete checkpoint to resume from."""
     old = last.with_name(last.name + ".old")
     return any((folder / TRAINER_STATE).is_file() for folder in (last, old))
+
+
+def _has_model(folder: Path) -> bool:
+    """``folder`` (or its ``.old`` twin) holds a saved model."""
+    old = folder.with_name(folder.name + ".old")
+    return any((f / WEIGHTS).is_file() for f in (folder, old))
 
 
 def _resume_model(config: Config, last: Path) -> CLIPModel:
