@@ -46,9 +46,9 @@ from train_throughput import Setup, build_offline_model, measure
 
 from simpleclip.config import Config, load_config
 from simpleclip.data import load_split, make_synthetic
+from simpleclip.device import select_device
 from simpleclip.train import train
 from simpleclip.train.data import build_datasets
-from simpleclip.train.device import select_device
 from simpleclip.train.features import compute_tower_features
 
 REPO = Path(__file__).resolve().parents[1]

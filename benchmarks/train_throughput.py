@@ -41,10 +41,10 @@ from simpleclip.config import Config, load_config
 from simpleclip.data import CaptionDataset, build_transforms, load_rgb, load_split
 from simpleclip.data.dataset import find_images_dir
 from simpleclip.data.image_cache import build_image_cache
+from simpleclip.device import Precision, select_device, select_precision
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.tokenizer import train_wordpiece_tokenizer
 from simpleclip.train.data import prepare_data
-from simpleclip.train.device import Precision, select_device, select_precision
 from simpleclip.train.optim import make_optimizer, make_scheduler
 from simpleclip.train.step import Towers
 from simpleclip.train.trainer import Trainer

@@ -8,12 +8,20 @@
 #   BOOK_OUT=DIR                    the site (default _build/book)
 #   BOOK_WORK=DIR                   executed notebooks + MkDocs sources (default _build/book-src)
 #   BOOK_NOTEBOOKS="a.ipynb ..."    the notebooks to run (default notebooks/*.ipynb, in order)
+#   PYTHON=PATH                     the Python to run them with (default: the repository's .venv
+#                                   when there is one, else python3, the active environment's)
 #
 # A cell that raises stops the build with a non-zero exit. notebooks/ is never written to.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-python=${PYTHON:-$root/.venv/bin/python}
+if [ -n "${PYTHON:-}" ]; then
+  python=$PYTHON
+elif [ -x "$root/.venv/bin/python" ]; then
+  python=$root/.venv/bin/python
+else
+  python=$(command -v python3)
+fi
 out=$(realpath -m "${BOOK_OUT:-_build/book}")
 work=$(realpath -m "${BOOK_WORK:-_build/book-src}")
 export SIMPLECLIP_TRACK=${SIMPLECLIP_TRACK:-cpu}

@@ -25,10 +25,11 @@ from typing import Any
 from PIL import Image
 
 from simpleclip.app_access import AllowedPaths, PathNotAllowed, check_exposure
+from simpleclip.checkpoint import WEIGHTS
 from simpleclip.data import ImageLoadError, load_rgb
 from simpleclip.data.images import MAX_PIXELS
 from simpleclip.data.synthetic import COLORS, SHAPES
-from simpleclip.model import WEIGHTS, CLIPModel
+from simpleclip.model import CLIPModel
 from simpleclip.search import ImageIndex
 from simpleclip.zeroshot import TEMPLATE_SETS, classify
 

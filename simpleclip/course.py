@@ -131,7 +131,8 @@ class Course:
 
     def model(self) -> CLIPModel:
         """The course model that notebook 06 trained; trained now when it is missing."""
-        from simpleclip.model import WEIGHTS, CLIPModel
+        from simpleclip.checkpoint import WEIGHTS
+        from simpleclip.model import CLIPModel
 
         best = self.run_dir / "best"
         if not (best / WEIGHTS).is_file():
@@ -146,8 +147,9 @@ class Course:
         The smoke track's course model is one already; the cpu and gpu tracks use the demo's
         (``runs/demo/model``, trained first if missing: about a minute on a CPU).
         """
+        from simpleclip.checkpoint import WEIGHTS
         from simpleclip.demo import run_demo
-        from simpleclip.model import WEIGHTS, CLIPModel
+        from simpleclip.model import CLIPModel
 
         if self.smoke:
             return self.model(), self.prepare_data()

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from simpleclip.checkpoint import atomic_directory
 from simpleclip.inference import eval_mode, model_device
 from simpleclip.model import CLIPModel
-from simpleclip.train.checkpoint import atomic_directory
 
 IMAGE_ONNX = "image_encoder.onnx"  # images -> image_embeds
 TEXT_ONNX = "text_encoder.onnx"  # input_ids, attention_mask -> text_embeds

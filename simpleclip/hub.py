@@ -1,37 +1,39 @@
-"""Share a trained CLIP on the Hugging Face Hub, and load one back by its name.
+"""Share a trained CLIP on the Hugging Face Hub; ``CLIPModel.from_pretrained`` loads it by name.
 
 The Hub stores exactly the folder ``CLIPModel.save`` writes (``model.safetensors``,
 ``config.yaml``, ``tokenizer/``, ``text_model/``) plus a model card, ``README.md``: YAML
 metadata the Hub indexes (library, tags, datasets, the measured Recall@K as ``model-index``)
-and a page saying what was trained and how to load it. So ``from_pretrained("user/name")`` is a
-download into the Hub cache followed by the usual offline ``CLIPModel.load``. Everything runs
-through ``huggingface_hub`` (``HfApi.create_repo``, ``HfApi.upload_folder``,
+and a page saying what was trained and how to load it. So loading one back,
+``CLIPModel.from_pretrained("user/name")``, is a download into the Hub cache
+(``checkpoint.resolve_checkpoint``) followed by the usual offline ``CLIPModel.load``. Everything
+runs through ``huggingface_hub`` (``HfApi.create_repo``, ``HfApi.upload_folder``,
 ``snapshot_download``); nothing here speaks HTTP itself. Used by ``simpleclip push``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-from huggingface_hub import HfApi, get_token, snapshot_download
+from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-from simpleclip.model import CONFIG, TEXT_ARCH, TOKENIZER, WEIGHTS, CLIPModel
-from simpleclip.model_card import CARD, METRICS, write_model_card, write_public_config
-from simpleclip.safe_files import CODE_SUFFIXES, PICKLE_SUFFIXES
+from simpleclip.checkpoint import (
+    CONFIG,
+    HUB_ID,
+    METRICS,
+    TEXT_ARCH,
+    TOKENIZER,
+    WEIGHTS,
+    atomic_directory,
+    readable_directory,
+)
+from simpleclip.model import CLIPModel
+from simpleclip.model_card import write_model_card, write_public_config
 from simpleclip.tower_refs import read_refs
-from simpleclip.train.checkpoint import atomic_directory, readable_directory
 
-# What a Hub repo of ours holds; a download skips anything else (e.g. an optimizer state).
-HUB_FILES = [WEIGHTS, CONFIG, f"{TOKENIZER}/*", f"{TEXT_ARCH}/*", METRICS, CARD]
-# Code and pickles are never fetched (CLIPModel.load would refuse them anyway: safe_files).
-NEVER_DOWNLOADED = [f"*{suffix}" for suffix in (*CODE_SUFFIXES, *PICKLE_SUFFIXES)]
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "user/name", no path decorations
 LOGIN_HINT = (
     "Log in once with `hf auth login` (a token with write access, from "
     "https://huggingface.co/settings/tokens), or set HF_TOKEN, or pass --token / token=."
@@ -50,59 +52,6 @@ def save_pretrained(model: CLIPModel, directory: str | Path) -> Path:
         write_public_config(tmp / CONFIG, tmp / CONFIG)
         write_model_card(tmp, name=directory.resolve().name)
     return directory
-
-
-def from_pretrained(
-    name_or_path: str | Path,
-    device: str | torch.device = "cpu",
-    *,
-    revision: str | None = None,
-    token: str | None = None,
-    cache_dir: str | Path | None = None,
-    endpoint: str | None = None,
-) -> CLIPModel:
-    """A model from a local checkpoint folder or a Hub repo id such as ``"user/name"``.
-
-    A local folder wins when both could match; a Hub repo is downloaded once into the Hub cache
-    (``cache_dir``, default ``~/.cache/huggingface/hub``) and then loaded offline.
-    """
-    folder = resolve_checkpoint(name_or_path, revision, token, cache_dir, endpoint)
-    return CLIPModel.load(folder, device)
-
-
-def resolve_checkpoint(
-    name_or_path: str | Path,
-    revision: str | None = None,
-    token: str | None = None,
-    cache_dir: str | Path | None = None,
-    endpoint: str | None = None,
-) -> Path:
-    """The local folder holding the checkpoint ``name_or_path`` names, downloading it if needed.
-
-    Raises:
-        FileNotFoundError: not a local folder, and the Hub (or its cache) does not have it.
-    """
-    path = Path(name_or_path)
-    local = path.exists() or path.with_name(path.name + ".old").exists()
-    if local or isinstance(name_or_path, Path) or not HUB_ID.match(name_or_path):
-        return path  # CLIPModel.load names the missing file
-    try:
-        folder = snapshot_download(
-            repo_id=name_or_path,
-            revision=revision,
-            token=token,
-            cache_dir=cache_dir,
-            endpoint=endpoint,
-            allow_patterns=HUB_FILES,
-            ignore_patterns=NEVER_DOWNLOADED,
-        )
-    except (HfHubHTTPError, FileNotFoundError) as err:  # FileNotFoundError: offline, not cached
-        raise FileNotFoundError(
-            f"{name_or_path!r} is neither a local checkpoint folder nor a model the Hub gave us "
-            f"({type(err).__name__}: {str(err).splitlines()[0]}). Check the name, log in for a "
-            "private repo (`hf auth login`), or unset HF_HUB_OFFLINE to download."
-        ) from err
-    return Path(folder)
 
 
 def push_to_hub(

@@ -3,7 +3,7 @@
 Evaluation, the feature cache, search and zero-shot classification all encode many items the
 same way, and the details matter: eval mode (no dropout, frozen BatchNorm statistics) for the
 duration only, no gradients, batches moved to the model's device, one precision rule (autocast
-with ``train.device.select_precision(device)``: bf16 on CUDA where supported, fp32 on the CPU
+with ``device.select_precision(device)``: bf16 on CUDA where supported, fp32 on the CPU
 and MPS), and results back as float32 on the CPU, and the random number generator left as it
 was (a ``DataLoader`` draws a seed from it), so training's dropout masks do not depend on what
 was encoded before. They all go through ``encode_batches``.
@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from simpleclip.device import select_precision
 from simpleclip.progress import progress_bar
-from simpleclip.train.device import select_precision
 
 Batch = torch.Tensor | Mapping[str, torch.Tensor]  # pixels, or input_ids + attention_mask
 

@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from simpleclip.train.distributed import rank, world_size
+from simpleclip.collectives import rank, world_size
 
 # logit_scale = log(1 / temperature), so exp(logit_scale) = 1 / temperature multiplies the cosine
 # similarities. Learning the log keeps the scale positive and makes its steps multiplicative.

@@ -18,6 +18,15 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
+from simpleclip.checkpoint import (
+    CONFIG,
+    TEXT_ARCH,
+    TOKENIZER,
+    WEIGHTS,
+    atomic_directory,
+    readable_directory,
+    resolve_checkpoint,
+)
 from simpleclip.config import Config, load_config, save_config
 from simpleclip.data.transforms import ImagePreprocessing
 from simpleclip.encoders import EncoderLoadError, ImageEncoder, TextEncoder
@@ -38,12 +47,6 @@ from simpleclip.tower_refs import (
     split_state,
     write_refs,
 )
-from simpleclip.train.checkpoint import atomic_directory, readable_directory
-
-WEIGHTS = "model.safetensors"  # every tensor of the model
-CONFIG = "config.yaml"  # the full run config
-TOKENIZER = "tokenizer"  # Hugging Face tokenizer folder
-TEXT_ARCH = "text_model"  # the text transformer's config, to rebuild it offline
 
 
 class CLIPModel(nn.Module):
@@ -189,14 +192,6 @@ class CLIPModel(nn.Module):
             )
         return model.to(device).eval()
 
-    # The Hugging Face Hub names for sharing; the work is in simpleclip.hub (imported late,
-    # because it imports this module).
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """``save`` plus a model card (``README.md``): a folder ready to share on the Hub."""
-        from simpleclip import hub
-
-        return hub.save_pretrained(self, directory)
-
     @classmethod
     def from_pretrained(
         cls, name_or_path: str | Path, device: str | torch.device = "cpu", **kwargs: Any
@@ -204,21 +199,9 @@ class CLIPModel(nn.Module):
         """``load`` a local folder, or a Hub repo id such as ``"user/name"`` (downloaded once).
 
         ``kwargs``: ``revision``, ``token``, ``cache_dir``, ``endpoint`` (see
-        ``simpleclip.hub.from_pretrained``).
+        ``simpleclip.checkpoint.resolve_checkpoint``). Sharing is ``simpleclip.hub``'s job.
         """
-        from simpleclip import hub
-
-        return hub.from_pretrained(name_or_path, device, **kwargs)
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload this model and a model card to the Hub repo ``repo_id``; returns its URL.
-
-        ``kwargs``: ``private``, ``token``, ``commit_message``, ``endpoint``, ``datasets`` (see
-        ``simpleclip.hub.push_checkpoint``).
-        """
-        from simpleclip import hub
-
-        return hub.push_to_hub(self, repo_id, **kwargs)
+        return cls.load(resolve_checkpoint(name_or_path, **kwargs), device)
 
 
 def _rebuild_tower(

@@ -16,11 +16,9 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from simpleclip.checkpoint import CARD, CONFIG, METRICS
 from simpleclip.config import Config, load_config, save_config
-from simpleclip.model import CONFIG
 
-CARD = "README.md"  # the Hub shows it as the model's page
-METRICS = "metrics_*.json"  # what `simpleclip eval --checkpoint DIR` writes into DIR
 DIRECTIONS = {"t2i": "Text-to-image retrieval", "i2t": "Image-to-text retrieval"}
 KNOWN_DATASETS = ("flickr8k", "flickr30k", "coco")  # recognised in the data folder's name
 

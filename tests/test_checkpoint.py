@@ -10,12 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from simpleclip.train.checkpoint import (
-    atomic_directory,
-    gather_rng_states,
-    readable_directory,
-    restore_rng_state,
-)
+from simpleclip.checkpoint import atomic_directory, readable_directory
+from simpleclip.train.checkpoint import gather_rng_states, restore_rng_state
 
 
 def write(target: Path, text: str) -> None:

@@ -27,7 +27,7 @@ import yaml
 
 from simpleclip.cli.push import add_push_parser
 from simpleclip.evaluate import save_metrics
-from simpleclip.hub import push_checkpoint
+from simpleclip.hub import push_checkpoint, push_to_hub, save_pretrained
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.model_card import model_card, read_metrics, write_model_card
 
@@ -169,7 +169,7 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, StandInHub]]:
 def test_save_pretrained_then_from_pretrained_gives_identical_embeddings(
     tiny_model: CLIPModel, tmp_path: Path
 ) -> None:
-    folder = tiny_model.save_pretrained(tmp_path / "shared")
+    folder = save_pretrained(tiny_model, tmp_path / "shared")
     assert {"model.safetensors", "config.yaml", "README.md"} <= set(files_under(folder))
     loaded = CLIPModel.from_pretrained(str(folder))
     for before, after in zip(embeddings(tiny_model), embeddings(loaded), strict=True):
@@ -180,7 +180,7 @@ def test_save_pretrained_then_from_pretrained_gives_identical_embeddings(
 def test_model_card_metadata_and_table_come_from_the_metrics_files(
     tiny_model: CLIPModel, tmp_path: Path
 ) -> None:
-    folder = tiny_model.save_pretrained(tmp_path / "model")
+    folder = save_pretrained(tiny_model, tmp_path / "model")
     save_metrics(METRICS, folder / "metrics_test.json")
     card = write_model_card(folder, name="alice/tiny-clip").read_text()
     meta = front_matter(card)
@@ -235,7 +235,7 @@ def test_push_to_hub_then_from_pretrained_by_repo_id_round_trips(
     tiny_model: CLIPModel, hub: tuple[str, StandInHub], tmp_path: Path
 ) -> None:
     endpoint, server = hub
-    tiny_model.push_to_hub("alice/tiny-clip", token=TOKEN, endpoint=endpoint)
+    push_to_hub(tiny_model, "alice/tiny-clip", token=TOKEN, endpoint=endpoint)
     assert server.repos["alice/tiny-clip"]["created"].get("visibility") is None  # Hub default
     cache = tmp_path / "hub-cache"
     loaded = CLIPModel.from_pretrained("alice/tiny-clip", endpoint=endpoint, cache_dir=cache)
@@ -262,7 +262,7 @@ def test_a_rejected_token_says_how_to_log_in(
     tiny_model: CLIPModel, hub: tuple[str, StandInHub]
 ) -> None:
     with pytest.raises(RuntimeError, match=r"HTTP 401.*hf auth login"):
-        tiny_model.push_to_hub("alice/tiny-clip", token="hf_wrong", endpoint=hub[0])
+        push_to_hub(tiny_model, "alice/tiny-clip", token="hf_wrong", endpoint=hub[0])
 
 
 def parse_push(*argv: str) -> argparse.Namespace:
@@ -312,9 +312,9 @@ def test_nothing_shared_carries_a_local_path(
     model = build_model(config, tokenizer=tiny_tokenizer)
     config.text.name = str(home / "models" / "MiniLM")  # as a run with a local text encoder
     model.config = config
-    shared = model.save_pretrained(home / "share")
+    shared = save_pretrained(model, home / "share")
     endpoint, server = hub
-    model.push_to_hub("alice/tiny-clip", token=TOKEN, endpoint=endpoint)
+    push_to_hub(model, "alice/tiny-clip", token=TOKEN, endpoint=endpoint)
     pushed = dict(server.repos["alice/tiny-clip"]["files"])
     for where, files in {"save_pretrained": files_under(shared), "push": pushed}.items():
         for name, content in files.items():

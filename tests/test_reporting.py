@@ -128,9 +128,9 @@ def test_a_missing_package_stops_before_training_with_the_pip_command(
 
 
 def test_only_rank_0_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from simpleclip.train import distributed
+    from simpleclip import collectives
 
-    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    monkeypatch.setattr(collectives, "is_main", lambda: False)
     config = load_config(None, [f"train.out_dir={tmp_path / 'run'}", "train.report_to=tensorboard"])
     with open_reporters(config, resume=False, first_step=1) as reporters:
         reporters.log(TINY_RECORD, step=3)

@@ -11,9 +11,10 @@ import torch
 from test_local_weights import SMALL_CNN, saved_timm_weights
 from transformers import AutoModel
 
+from simpleclip.checkpoint import WEIGHTS
 from simpleclip.encoders.text import tiny_text_config
-from simpleclip.hub import stage_checkpoint
-from simpleclip.model import WEIGHTS, CLIPModel, build_model
+from simpleclip.hub import save_pretrained, stage_checkpoint
+from simpleclip.model import CLIPModel, build_model
 from simpleclip.safe_files import load_safetensors
 from simpleclip.tower_refs import REFS, TowerSourceChanged, fingerprint, read_refs
 from simpleclip.train import train
@@ -90,7 +91,7 @@ def test_what_is_shared_is_whole_and_needs_no_source(frozen_run, tmp_path: Path)
     staging = tmp_path / "staging"
     staging.mkdir()
     stage_checkpoint(result.best_dir, staging)  # what `simpleclip push` uploads
-    pretrained = result.model.save_pretrained(tmp_path / "shared")
+    pretrained = save_pretrained(result.model, tmp_path / "shared")
     weights.unlink()  # the source is gone: both still load
     for folder in (staging, pretrained):
         assert not (folder / REFS).exists()

@@ -223,8 +223,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from simpleclip.allocator import keep_freed_memory
+    from simpleclip.device import select_device
     from simpleclip.evaluate import eval_split, evaluate, format_recall_table, save_metrics
-    from simpleclip.train.device import select_device
 
     if select_device("auto").type == "cpu":
         keep_freed_memory()  # as training does: each batch reuses the last one's memory

@@ -14,15 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from simpleclip.cache import data_cache_dir
+from simpleclip.checkpoint import WEIGHTS, readable_directory
 from simpleclip.config import Config
 from simpleclip.data import CaptionDataset, build_transforms, load_split, make_synthetic
 from simpleclip.data.dataset import find_images_dir
 from simpleclip.data.image_cache import build_image_cache
 from simpleclip.evaluate import eval_split, evaluate, retrieval_metrics
-from simpleclip.model import WEIGHTS, CLIPModel, build_model
+from simpleclip.model import CLIPModel, build_model
 from simpleclip.safe_files import load_safetensors
 from simpleclip.tokenizer import train_wordpiece_tokenizer
-from simpleclip.train.checkpoint import readable_directory
 from simpleclip.train.features import (
     FeatureDataset,
     cached_features,

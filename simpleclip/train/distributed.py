@@ -8,7 +8,9 @@ data (``DistributedSampler``) and DistributedDataParallel (DDP) averages the gra
 other captions of the batch, and one rank alone sees only its own B pairs, so the loss gathers
 every rank's embeddings first: ``simpleclip.loss.clip_loss(..., gather=True)``, which lives
 with the loss, as in open_clip. The checkpoint keeps every rank's RNG (``train.checkpoint``).
-Without torchrun every helper here gives the single-process answer, so the trainer has one path.
+Without torchrun every helper here gives the single-process answer, so the trainer has one path;
+rank, world size and the small collectives (``is_main``, ``barrier``...) are in
+``simpleclip.collectives``, below the loss that needs them.
 References: PyTorch's DDP notes; nanoGPT ``train.py`` (compile first, wrap in DDP second).
 Tested in ``tests/test_distributed.py`` (CPU, gloo, 2 processes).
 """
@@ -18,13 +20,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler
+
+from simpleclip.collectives import world_size
 
 
 def launched_by_torchrun() -> bool:
@@ -58,41 +61,6 @@ def process_group(device: torch.device) -> Iterator[torch.device]:
             dist.destroy_process_group()
 
 
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def rank() -> int:
-    """This process's rank in the group, 0 when there is no group."""
-    return dist.get_rank() if is_distributed() else 0
-
-
-def world_size() -> int:
-    """Number of processes training together, 1 when there is no group."""
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def is_main() -> bool:
-    """Rank 0 writes files, logs and progress bars; the other ranks only train."""
-    return rank() == 0
-
-
-def barrier() -> None:
-    """Wait until every rank got here (nothing to wait for in one process)."""
-    if is_distributed():
-        dist.barrier()
-
-
-@contextmanager
-def main_process_first() -> Iterator[None]:
-    """Rank 0 runs the block first (building a cache file), the others after it (reading it)."""
-    if not is_main():
-        barrier()
-    yield
-    if is_main():
-        barrier()
-
-
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     """``module`` in DDP when several ranks train, so ``backward`` averages the gradients.
 
@@ -120,21 +88,3 @@ def shard_sampler(dataset: Dataset, seed: int, epoch: int) -> DistributedSampler
     sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
     sampler.set_epoch(epoch)
     return sampler
-
-
-def mean_over_ranks(value: torch.Tensor) -> float:
-    """The mean of a scalar over all ranks, the same on every rank (for logs and NaN checks)."""
-    if world_size() == 1:
-        return value.item()
-    total = value.detach().float().clone()
-    dist.all_reduce(total)
-    return total.item() / world_size()
-
-
-def broadcast_object(obj: Any) -> Any:
-    """Rank 0's ``obj`` on every rank (e.g. the dev metrics that only rank 0 computes)."""
-    if world_size() == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

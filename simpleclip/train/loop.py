@@ -32,20 +32,16 @@ from typing import Any
 
 import torch
 
+from simpleclip import collectives
 from simpleclip.allocator import keep_freed_memory
+from simpleclip.checkpoint import WEIGHTS, atomic_directory, readable_directory
 from simpleclip.config import Config, save_config
-from simpleclip.model import WEIGHTS, CLIPModel
+from simpleclip.device import select_device
+from simpleclip.model import CLIPModel
 from simpleclip.safe_files import load_tensors
 from simpleclip.train import distributed
-from simpleclip.train.checkpoint import (
-    atomic_directory,
-    disk_full_guard,
-    gather_rng_states,
-    readable_directory,
-    restore_rng_state,
-)
+from simpleclip.train.checkpoint import disk_full_guard, gather_rng_states, restore_rng_state
 from simpleclip.train.data import new_model, prepare_data, training_data
-from simpleclip.train.device import select_device
 from simpleclip.train.reporting import (
     Reporters,
     check_reporters,
@@ -113,9 +109,9 @@ def train(
     check_reporters(config)  # a missing tensorboard/wandb fails now, not after an epoch
     with (
         distributed.process_group(select_device(config.train.device)) as device,
-        claim_run_dir(config.train.out_dir, resume, overwrite, distributed.is_main()),
+        claim_run_dir(config.train.out_dir, resume, overwrite, collectives.is_main()),
     ):
-        return _train(config, resume, progress and distributed.is_main(), device)
+        return _train(config, resume, progress and collectives.is_main(), device)
 
 
 class NothingToResume(RuntimeError):
@@ -133,7 +129,7 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
             "is, or train again with --overwrite or another train.out_dir."
         )
     if resume and not _has_checkpoint(out_dir / "last"):
-        if distributed.is_main():
+        if collectives.is_main():
             print(
                 f"Nothing to resume in {out_dir}: the run stopped before its first epoch "
                 "ended. Starting it again."
@@ -145,15 +141,15 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)  # the same initial weights on every rank
     last = out_dir / "last"
-    with distributed.main_process_first():  # rank 0 writes the data and downloads weights first
+    with collectives.main_process_first():  # rank 0 writes the data and downloads weights first
         root = prepare_data(config)
         model = _resume_model(config, last) if resume else new_model(config, root)
-    if distributed.world_size() > 1:  # different dropout draws on each rank
-        torch.manual_seed(config.train.seed + distributed.rank())
+    if collectives.world_size() > 1:  # different dropout draws on each rank
+        torch.manual_seed(config.train.seed + collectives.rank())
     model.to(device)
-    with distributed.main_process_first():  # rank 0 writes the caches, the others read them
+    with collectives.main_process_first():  # rank 0 writes the caches, the others read them
         train_set, validate = training_data(config, model, root)
-    steps_per_epoch = max(1, len(train_set) // (config.train.batch_size * distributed.world_size()))
+    steps_per_epoch = max(1, len(train_set) // (config.train.batch_size * collectives.world_size()))
     loop = Trainer.build(model, config, device, steps_per_epoch * config.train.epochs, progress)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best": -math.inf, "history": []}
     if resume:
@@ -161,14 +157,14 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
     figure = similarity_figure(config, model, root)  # None without a dev set or a dashboard
     history = state["history"] if resume else None  # metrics.jsonl is cut back to it
     with open_reporters(config, resume, state["step"] + 1, figure, history) as reporters:
-        if distributed.is_main():  # metrics.jsonl is started (or kept, on resume) by now
+        if collectives.is_main():  # metrics.jsonl is started (or kept, on resume) by now
             save_config(config, out_dir / "config.yaml")
         for epoch in range(state["epoch"], config.train.epochs):
             if _out_of_patience(config, state["history"], progress):
                 break
             record = loop.run_epoch(train_set, epoch, state, last)
-            main = distributed.is_main()
-            record["val"] = distributed.broadcast_object(validate() if main else None)
+            main = collectives.is_main()
+            record["val"] = collectives.broadcast_object(validate() if main else None)
             _end_epoch(loop, record, state, out_dir, reporters)
     if not config.train.keep_last and distributed.is_main() and _has_model(out_dir / "best"):
         _remove_last(out_dir, state["history"], progress)
@@ -196,14 +192,14 @@ def _end_epoch(
     improved, state["best"] = score > state["best"], max(score, state["best"])
     state.update(epoch=record["epoch"], history=[*state["history"], record])
     rng_states = gather_rng_states()  # a collective: every rank takes part
-    if distributed.is_main():
+    if collectives.is_main():
         kept = _what_is_kept(state["history"][:-1])
         with disk_full_guard(out_dir, kept):
             reporters.log(record, record["step"])
             if improved:
                 loop.model.save(out_dir / "best", reference_frozen=True)
             _save_last(loop, out_dir / "last", state, rng_states)
-    distributed.barrier()  # the checkpoint is complete before any rank goes on (or resumes)
+    collectives.barrier()  # the checkpoint is complete before any rank goes on (or resumes)
 
 
 def _what_is_kept(finished: list[dict[str, Any]]) -> str:

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from simpleclip import collectives
 from simpleclip.config import Config, check_report_to, to_dict
-from simpleclip.train import distributed
 
 # report_to name -> (module imported, pip package that provides it)
 OPTIONAL = {"tensorboard": ("torch.utils.tensorboard", "tensorboard"), "wandb": ("wandb", "wandb")}
@@ -241,7 +241,7 @@ def open_reporters(
     check_reporters(config)
     out_dir = Path(config.train.out_dir)
     reporters: list[Reporter] = []
-    if distributed.is_main():
+    if collectives.is_main():
         names = config.train.report_to
         reporters.append(JsonlReporter(out_dir, resume, history))  # always: resume, plots
         if "tensorboard" in names:
@@ -266,7 +266,7 @@ def similarity_figure(config: Config, model: Any, root: Path) -> Callable[[Path]
     from simpleclip.train.data import NO_VALIDATION
 
     wanted = any(name in OPTIONAL for name in config.train.report_to)
-    if not wanted or config.data.val_split == NO_VALIDATION or not distributed.is_main():
+    if not wanted or config.data.val_split == NO_VALIDATION or not collectives.is_main():
         return None
     from simpleclip.data import CaptionDataset, build_transforms, find_images_dir, load_split
     from simpleclip.evaluate import compute_embeddings

@@ -34,8 +34,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from simpleclip.collectives import mean_over_ranks, world_size
 from simpleclip.config import TrainConfig
-from simpleclip.train.distributed import mean_over_ranks, world_size
 
 # (image_embeds, text_embeds, batch) -> 0-d loss; the batch supplies the ids.
 LossFn = Callable[[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]

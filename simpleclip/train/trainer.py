@@ -19,13 +19,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from simpleclip import collectives
 from simpleclip.config import Config
 from simpleclip.data.image_cache import BatchAugment
+from simpleclip.device import Precision, select_precision
 from simpleclip.loss import clip_loss, siglip_loss
 from simpleclip.model import CLIPModel
 from simpleclip.progress import progress_bar
 from simpleclip.train import distributed
-from simpleclip.train.device import Precision, select_precision
 from simpleclip.train.optim import make_optimizer, make_scheduler
 from simpleclip.train.step import Towers, full_backward, grad_cache_backward
 
@@ -146,7 +147,7 @@ class Trainer:
                 )
             state["step"] += 1
             losses.append(loss)
-            pairs += len(batch["image_ids"]) * distributed.world_size()  # all ranks' pairs
+            pairs += len(batch["image_ids"]) * collectives.world_size()  # all ranks' pairs
             speed = pairs / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{loss:.3f}", pairs_s=f"{speed:.0f}")
         seconds = time.perf_counter() - start

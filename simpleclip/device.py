@@ -2,6 +2,7 @@
 
 On CUDA, mixed precision: bf16 where the GPU supports it (no loss scaling needed), else fp16
 with a gradient scaler. On the CPU everything stays in fp32, which is what CPUs are fast at.
+Training and inference read the same choice from here, so evaluation runs as training did.
 """
 
 from __future__ import annotations

@@ -1,0 +1,119 @@
+"""The checkpoint folder: the files in it, written so that a crash never leaves a broken one.
+
+``CLIPModel.save`` writes ``model.safetensors``, ``config.yaml``, ``tokenizer/`` and
+``text_model/``; ``simpleclip eval`` adds ``metrics_<split>.json`` and sharing adds a model card,
+``README.md``. A folder is first written under a temporary name, then swapped in with renames:
+the old version is moved aside, the new one takes its name, the old one is deleted. Whenever the
+process dies, either ``DIR`` or ``DIR.old`` is a complete checkpoint, and ``readable_directory``
+finds it; ``resolve_checkpoint`` also finds a Hub repo's copy in the Hub cache, downloading it
+once. Used by the model, training, export and the Hub; taught in ``notebooks/06_training.ipynb``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
+
+from simpleclip.safe_files import CODE_SUFFIXES, PICKLE_SUFFIXES
+
+WEIGHTS = "model.safetensors"  # every tensor of the model
+CONFIG = "config.yaml"  # the full run config
+TOKENIZER = "tokenizer"  # Hugging Face tokenizer folder
+TEXT_ARCH = "text_model"  # the text transformer's config, to rebuild it offline
+CARD = "README.md"  # the model card: the Hub shows it as the model's page
+METRICS = "metrics_*.json"  # what `simpleclip eval --checkpoint DIR` writes into DIR
+
+# What a Hub repo of ours holds; a download skips anything else (e.g. an optimizer state).
+HUB_FILES = [WEIGHTS, CONFIG, f"{TOKENIZER}/*", f"{TEXT_ARCH}/*", METRICS, CARD]
+# Code and pickles are never fetched (CLIPModel.load would refuse them anyway: safe_files).
+NEVER_DOWNLOADED = [f"*{suffix}" for suffix in (*CODE_SUFFIXES, *PICKLE_SUFFIXES)]
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "user/name", no path decorations
+
+
+@contextmanager
+def atomic_directory(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder; on success it replaces ``target`` in one swap.
+
+    Raises inside the block leave ``target`` untouched and remove the temporary folder.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def readable_directory(directory: str | Path, required: str) -> Path:
+    """``directory``, or its ``.old`` twin if a crash interrupted the swap.
+
+    Raises:
+        FileNotFoundError: neither holds ``required``; the message says what was expected.
+    """
+    directory = Path(directory)
+    if (directory / required).is_file():
+        return directory
+    old = directory.with_name(directory.name + ".old")
+    if (old / required).is_file():
+        warnings.warn(f"{directory} is incomplete; using the previous save {old}.", stacklevel=2)
+        return old
+    raise FileNotFoundError(
+        f"No checkpoint in {directory}: expected {directory / required}. Point to a folder "
+        "written by CLIPModel.save or `simpleclip train` (e.g. runs/demo/model)."
+    )
+
+
+def resolve_checkpoint(
+    name_or_path: str | Path,
+    revision: str | None = None,
+    token: str | None = None,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """The local folder holding the checkpoint ``name_or_path`` names, downloading it if needed.
+
+    A local folder wins when both could match; a Hub repo id such as ``"user/name"`` is
+    downloaded once into the Hub cache (``cache_dir``, default ``~/.cache/huggingface/hub``).
+
+    Raises:
+        FileNotFoundError: not a local folder, and the Hub (or its cache) does not have it.
+    """
+    path = Path(name_or_path)
+    local = path.exists() or path.with_name(path.name + ".old").exists()
+    if local or isinstance(name_or_path, Path) or not HUB_ID.match(name_or_path):
+        return path  # CLIPModel.load names the missing file
+    try:
+        folder = snapshot_download(
+            repo_id=name_or_path,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            endpoint=endpoint,
+            allow_patterns=HUB_FILES,
+            ignore_patterns=NEVER_DOWNLOADED,
+        )
+    except (HfHubHTTPError, FileNotFoundError) as err:  # FileNotFoundError: offline, not cached
+        raise FileNotFoundError(
+            f"{name_or_path!r} is neither a local checkpoint folder nor a model the Hub gave us "
+            f"({type(err).__name__}: {str(err).splitlines()[0]}). Check the name, log in for a "
+            "private repo (`hf auth login`), or unset HF_HUB_OFFLINE to download."
+        ) from err
+    return Path(folder)
