@@ -166,7 +166,7 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
             main = collectives.is_main()
             record["val"] = collectives.broadcast_object(validate() if main else None)
             _end_epoch(loop, record, state, out_dir, reporters)
-    if not config.train.keep_last and distributed.is_main() and _has_model(out_dir / "best"):
+    if not config.train.keep_last and collectives.is_main() and _has_model(out_dir / "best"):
         _remove_last(out_dir, state["history"], progress)
     return TrainResult(model, state["history"], out_dir, time.perf_counter() - start)
 
