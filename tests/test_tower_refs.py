@@ -28,8 +28,9 @@ def _local_text_model(folder: Path, tokenizer, seed: int = 0) -> Path:
     return folder
 
 
-@pytest.fixture
-def frozen_run(tiny_config, synthetic_root: Path, tiny_tokenizer, tmp_path: Path):
+def _pretrained_config(tiny_config, synthetic_root, tiny_tokenizer, tmp_path, *overrides):
+    """A tiny config whose two towers are pretrained local weights, frozen, plus ``overrides``;
+    returns it with the image weights file and the text model folder."""
     weights, _ = saved_timm_weights(tmp_path)
     text = _local_text_model(tmp_path / "distilbert-tiny", tiny_tokenizer)
     config = tiny_config(
@@ -42,7 +43,15 @@ def frozen_run(tiny_config, synthetic_root: Path, tiny_tokenizer, tmp_path: Path
         f"text.name={text}",
         "text.pretrained=true",
         "text.trainable=false",
-        "train.cache_features=true",
+        *overrides,
+    )
+    return config, weights, text
+
+
+@pytest.fixture
+def frozen_run(tiny_config, synthetic_root: Path, tiny_tokenizer, tmp_path: Path):
+    config, weights, text = _pretrained_config(
+        tiny_config, synthetic_root, tiny_tokenizer, tmp_path, "train.cache_features=true"
     )
     return train(config, progress=False), weights, text
 
@@ -112,19 +121,12 @@ def _trained_names(tower: torch.nn.Module) -> set[str]:
 def partial_model(tiny_config, synthetic_root: Path, tiny_tokenizer, tmp_path: Path):
     """EfficientNet-style and DistilBERT towers with their last block/layer unfrozen, "trained":
     their trainable tensors and those layers' BatchNorm statistics moved off the source's."""
-    weights, _ = saved_timm_weights(tmp_path)
-    text = _local_text_model(tmp_path / "distilbert-tiny", tiny_tokenizer)
-    config = tiny_config(
+    config, weights, text = _pretrained_config(
+        tiny_config,
         synthetic_root,
-        tmp_path / "run",
-        f"image.name={SMALL_CNN}",
-        f"image.weights={weights}",
-        "image.pretrained=true",
-        "image.trainable=false",
+        tiny_tokenizer,
+        tmp_path,
         "image.unfreeze_last=1",
-        f"text.name={text}",
-        "text.pretrained=true",
-        "text.trainable=false",
         "text.unfreeze_last=1",
     )
     model = build_model(config)
@@ -185,16 +187,15 @@ def test_a_partly_trained_tower_whose_source_changed_is_refused(
 def test_a_fully_trained_tower_is_written_whole(
     tiny_config, synthetic_root: Path, tiny_tokenizer, tmp_path: Path
 ) -> None:
-    weights, _ = saved_timm_weights(tmp_path)
-    config = tiny_config(
+    config, _, _ = _pretrained_config(
+        tiny_config,
         synthetic_root,
-        tmp_path / "run",
-        f"image.name={SMALL_CNN}",
-        f"image.weights={weights}",
-        "image.pretrained=true",
+        tiny_tokenizer,
+        tmp_path,
         "image.trainable=true",
-    )
-    model = build_model(config, tokenizer=tiny_tokenizer)
+        "text.trainable=true",
+    )  # both towers pretrained, both fully trained
+    model = build_model(config)
     saved = model.save(tmp_path / "referenced", reference_frozen=True)
     assert not (saved / REFS).exists()
     assert set(load_safetensors(saved / WEIGHTS)) == set(model.state_dict())
