@@ -188,3 +188,19 @@ def test_a_run_stopped_before_its_first_epoch_ended_can_start_again(tmp_path: Pa
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n')
     with pytest.raises(FileExistsError, match="already holds a run"), claim_run_dir(tmp_path):
         pass
+
+
+def test_resume_removes_what_a_killed_run_half_wrote_and_keeps_the_rest(tmp_path: Path) -> None:
+    """Probes 1d, 1e, 1i: a run killed while writing best/ or last/ leaves .best.tmp-PID and
+    .last.tmp-PID folders; resuming (the lock says no run is live) removes them, and only them."""
+    for name in (".best.tmp-4242", ".last.tmp-4343", "best", "last"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_text("weights")
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    with claim_run_dir(tmp_path, resume=True):
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name != LOCK) == [
+            "best",
+            "last",
+            "metrics.jsonl",
+        ]
+    assert (tmp_path / "best" / "model.safetensors").read_text() == "weights"
