@@ -176,7 +176,16 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     config = Config()
     if path is not None:
         path = find_config(path)
-        raw = yaml.safe_load(path.read_text()) or {}
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:  # a python/object tag lands here too: nothing is run
+            where = getattr(err, "problem_mark", None)
+            line = f", line {where.line + 1}" if where is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(
+                f"{path}{line}: not a simpleclip config ({problem}). Restore the file, or "
+                "retrain (--overwrite) if it came from a checkpoint you do not trust."
+            ) from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
         config = merge(config, raw, source=str(path))

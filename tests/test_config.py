@@ -73,3 +73,16 @@ def test_every_shipped_config_loads(path: Path) -> None:
     config = load_config(path)
     assert config.train.out_dir.startswith("runs/")
     assert load_config(path.stem) == config  # also found by name
+
+
+def test_a_tampered_config_names_its_file_and_line_and_runs_nothing(tmp_path: Path) -> None:
+    """Probe 3d: a python tag in a checkpoint's config.yaml is refused in one line naming the
+    file and the line, not with a yaml traceback; the tag's call never runs."""
+    marker = tmp_path / "ran"
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"train:\n  epochs: 2\npwn: !!python/object/apply:os.system ['touch {marker}']\n"
+    )
+    with pytest.raises(ConfigError, match=r"config\.yaml, line 3: not a simpleclip config") as err:
+        load_config(path)
+    assert "Traceback" not in str(err.value) and not marker.exists()

@@ -144,3 +144,25 @@ def test_a_full_disk_when_locking_leaves_no_lock_behind(tmp_path: Path, monkeypa
         pass
     monkeypatch.undo()
     assert [p.name for p in (tmp_path / "run").iterdir()] == []
+
+
+def test_a_full_disk_in_the_safetensors_writer_says_so_too(
+    tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probe 2e: safetensors' writer raises SafetensorError (an Exception, neither OSError nor
+    RuntimeError) with the OS message as text; it must read as a full disk, not a traceback."""
+    from safetensors import SafetensorError
+
+    import simpleclip.model as model_module
+    from simpleclip.train.checkpoint import DiskFullError
+
+    def write_on_a_full_disk(*args, **kwargs):
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+
+    monkeypatch.setattr(model_module, "save_file", write_on_a_full_disk)
+    config = tiny_config(synthetic_root, tmp_path / "run", "train.epochs=1")
+    with pytest.raises(DiskFullError, match=r"is full .*nothing is lost but this run's time"):
+        train(config, progress=False)
+    assert not (tmp_path / "run" / "train.lock").exists()

@@ -50,11 +50,14 @@ class DiskFullError(RuntimeError):
 
 
 def is_disk_full(err: BaseException) -> bool:
-    """``err`` says the disk is full: ENOSPC, or torch's zip writer's "unexpected pos" (what
-    ``torch.save`` raises when a write comes up short)."""
+    """``err`` says the disk is full: ENOSPC, torch's zip writer's "unexpected pos" (what
+    ``torch.save`` raises when a write comes up short), or safetensors' writer, whose error is
+    neither an OSError nor a RuntimeError and carries the OS message as text."""
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    return isinstance(err, RuntimeError) and "unexpected pos" in str(err)
+    if isinstance(err, RuntimeError) and "unexpected pos" in str(err):
+        return True
+    return "No space left on device" in str(err) or "os error 28" in str(err)
 
 
 @contextmanager
@@ -63,7 +66,7 @@ def disk_full_guard(folder: str | Path, kept: str) -> Iterator[None]:
     space left, and ``kept`` (what survived, e.g. "last/ still holds epoch 3")."""
     try:
         yield
-    except (OSError, RuntimeError) as err:
+    except Exception as err:  # safetensors' SafetensorError derives from Exception only
         if not is_disk_full(err):
             raise
         try:
