@@ -138,6 +138,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_report_to(self.report_to)
         check_positive("train", epochs=self.epochs, batch_size=self.batch_size)
+        if self.batch_size == 1:  # one pair has no negative: the loss is 0 and nothing learns
+            raise ConfigError(
+                "train.batch_size=1 gives each caption no other picture to tell apart (the "
+                "contrastive loss is 0 at every step); use 2 or more (the course uses 128)."
+            )
         if self.patience < 0:
             raise ConfigError(
                 f"train.patience must be 0 (train every epoch) or a number of epochs without a "

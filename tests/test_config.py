@@ -46,6 +46,7 @@ def test_overrides_are_parsed_and_type_checked() -> None:
         ("image.mean=[0.5, 0.5]", "list of 3 values"),
         ("epochs=3", "section.key=value"),
         ("train.batch_size=0", r"train\.batch_size must be greater than 0, got 0"),
+        ("train.batch_size=1", r"train\.batch_size=1 gives each caption no other picture"),
         ("train.epochs=-1", r"train\.epochs must be greater than 0"),
         ("loss.init_temperature=0", r"loss\.init_temperature must be greater than 0"),
         ("head.embed_dim=0", r"head\.embed_dim must be greater than 0"),
