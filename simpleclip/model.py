@@ -173,6 +173,13 @@ class CLIPModel(nn.Module):
         directory = readable_directory(directory, required=WEIGHTS)
         for part in (TOKENIZER, TEXT_ARCH):  # what transformers reads: no auto_map, code, pickle
             refuse_code(directory / part)
+        if not (
+            directory / CONFIG
+        ).is_file():  # else the config lookup's message, which fits --config
+            raise FileNotFoundError(
+                f"{directory} has {WEIGHTS} but no {CONFIG}: not a complete checkpoint. Copy the "
+                "whole folder that training or CLIPModel.save wrote, or train again."
+            )
         config = load_config(directory / CONFIG)
         tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER, trust_remote_code=False)
         hf_config = AutoConfig.from_pretrained(directory / TEXT_ARCH, trust_remote_code=False)

@@ -348,3 +348,14 @@ def test_flickr8k_slice_loads_as_before(shared_flickr: Path, unwarned: None) -> 
     for split in SPLITS:
         expected = table[table["image"].isin(set(splits[split]))].reset_index(drop=True)
         assert load_split(shared_flickr, split).equals(expected)
+
+
+def test_a_data_root_that_is_a_file_is_called_a_file(tmp_path: Path) -> None:
+    """Probe 5j: data.root pointing at a file got 'No caption file in <file>' and a download
+    command into it; it must say the path is a file and name its folder."""
+    path = tmp_path / "captions.txt"
+    path.write_text("image,caption\n")
+    with pytest.raises(
+        FileNotFoundError, match=rf"data\.root is a file, not a folder: .*parent {tmp_path}"
+    ):
+        find_captions_file(path)

@@ -53,6 +53,17 @@ def test_save_and_load_reproduce_embeddings_and_tokenization(
     assert loaded.config == tiny_model.config
 
 
+def test_a_checkpoint_without_its_config_says_it_is_incomplete(
+    tiny_model: CLIPModel, tmp_path: Path
+) -> None:
+    """Probe 3c: without config.yaml the message named the config lookup of --config (and a
+    PosixPath repr); it must say the checkpoint folder is incomplete."""
+    saved = tiny_model.save(tmp_path / "model")
+    (saved / "config.yaml").unlink()
+    with pytest.raises(FileNotFoundError, match=r"has model\.safetensors but no config\.yaml"):
+        CLIPModel.load(saved)
+
+
 def test_optimizer_groups_learning_rates_and_weight_decay(tiny_model: CLIPModel) -> None:
     config = tiny_model.config
     config.image.lr, config.text.lr, config.head.lr = 0.1, 0.2, 0.3

@@ -37,6 +37,12 @@ MAX_NAMED = 20  # bad pictures named in the skip warning; the count covers all o
 def find_captions_file(root: str | Path) -> Path:
     """The caption file of a dataset folder: Flickr8k's (either format), else Flickr30k's or
     COCO's (``formats.find_layout``)."""
+    if Path(root).is_file():
+        raise FileNotFoundError(  # what the CLI reports in one line, as for a missing folder
+            f"data.root is a file, not a folder: {root}. Point data.root at the dataset's "
+            f"folder (the one holding {CAPTION_FILES[0]} and Images/), e.g. its parent "
+            f"{Path(root).parent}."
+        )
     for name in CAPTION_FILES:
         if (Path(root) / name).is_file():
             return Path(root) / name
