@@ -204,3 +204,14 @@ def test_splits_join_with_a_plus(synthetic_root: Path) -> None:
     assert len(joined) == 5 * len(train | dev)  # every caption of both
     with pytest.raises(ValueError, match=r"join them with '\+'"):
         load_split(synthetic_root, "train+tset")
+
+
+def test_a_16_bit_picture_keeps_its_tones(tmp_path: Path) -> None:
+    """Probe 7f: PIL's convert("RGB") clips 16-bit grey at 255, so a 0..65535 ramp came out
+    98% white; each value must map to its top 8 bits."""
+    ramp = np.linspace(0, 65535, 256, dtype=np.uint16).reshape(16, 16)
+    Image.fromarray(ramp).save(tmp_path / "grey16.png")  # mode I;16
+    pixels = np.asarray(load_rgb(tmp_path / "grey16.png"))
+    assert pixels.shape == (16, 16, 3)
+    np.testing.assert_array_equal(pixels[..., 0], (ramp >> 8).astype(np.uint8))
+    assert (pixels == 255).mean() < 0.01

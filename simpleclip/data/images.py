@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from simpleclip.progress import progress_bar
@@ -73,6 +74,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit grey: PIL would clip at 255
+        grey = np.asarray(image, dtype=np.uint32) >> 8  # 0..65535 -> 0..255
+        return Image.fromarray(grey.clip(0, 255).astype(np.uint8)).convert("RGB")
     return image.convert("RGB")
 
 
