@@ -15,6 +15,7 @@ import pytest
 
 from simpleclip.data import load_split
 from simpleclip.data.download import (
+    ARCHIVES,
     Archive,
     DownloadError,
     UnsafeArchiveError,
@@ -142,3 +143,16 @@ def test_archives_put_in_place_by_hand_are_used_without_network(server, tmp_path
         (root / ".downloads" / archive.filename).write_bytes(data)
     download_flickr8k(root, base_url="http://127.0.0.1:9", archives=archives)
     assert len(list((root / "Images").iterdir())) == 4
+
+
+def test_a_wrong_archive_already_in_place_is_called_wrong(tmp_path: Path, capsys) -> None:
+    """Probe 8a: offline, with a crafted zip in .downloads, only 'could not download' was said;
+    the user must learn that the file they put there is not the right one."""
+    downloads = tmp_path / "f" / ".downloads"
+    downloads.mkdir(parents=True)
+    (downloads / ARCHIVES[0].filename).write_bytes(b"not the archive")
+    with pytest.raises(DownloadError, match="by hand"):
+        download_flickr8k(tmp_path / "f", base_url="http://127.0.0.1:9", timeout=5)
+    said = capsys.readouterr().out
+    assert f"{ARCHIVES[0].filename} is not the expected file (MD5 " in said
+    assert ARCHIVES[0].md5 in said

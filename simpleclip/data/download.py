@@ -72,7 +72,13 @@ def download_flickr8k(
         if (root / archive.done_marker).exists():
             continue
         path = root / ".downloads" / archive.filename
-        if not (path.is_file() and _md5(path) == archive.md5):
+        found = _md5(path) if path.is_file() else None
+        if found != archive.md5:
+            if found is not None:  # put there by hand, or left by an older run: say why unused
+                print(
+                    f"{path} is not the expected file (MD5 {found}, expected {archive.md5}): "
+                    "downloading it again."
+                )
             _fetch(f"{base_url}/{archive.filename}", path, root, timeout)
             _verify(path, archive)
         extract_zip(path, root)
