@@ -8,6 +8,9 @@
 #   BOOK_OUT=DIR                    the site (default _build/book)
 #   BOOK_WORK=DIR                   executed notebooks + MkDocs sources (default _build/book-src)
 #   BOOK_NOTEBOOKS="a.ipynb ..."    the notebooks to run (default notebooks/*.ipynb, in order)
+#   BOOK_EXECUTED=DIR               render DIR's already executed copies (same file names)
+#                                   instead of executing: the tests execute them once for both
+#                                   their checks and the book
 #   PYTHON=PATH                     the Python to run them with (default: the repository's .venv
 #                                   when there is one, else python3, the active environment's)
 #
@@ -29,12 +32,21 @@ export NO_MKDOCS_2_WARNING=1  # mkdocs-material's end-of-life banner, printed on
 read -r -a notebooks <<< "${BOOK_NOTEBOOKS:-$(echo notebooks/*.ipynb)}"
 
 rm -rf "$work" && mkdir -p "$work/docs/figures"
-echo "book: executing ${#notebooks[@]} notebooks, track $SIMPLECLIP_TRACK"
 start=$SECONDS
-# Each notebook runs with cwd = its own folder (nbconvert's default), as in Jupyter.
-"$python" -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
-  --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.coalesce_streams=True \
-  --output-dir "$work/docs" "${notebooks[@]}"
+if [ -n "${BOOK_EXECUTED:-}" ]; then
+  echo "book: rendering ${#notebooks[@]} notebooks executed in $BOOK_EXECUTED"
+  for nb in "${notebooks[@]}"; do
+    executed="$BOOK_EXECUTED/$(basename "$nb")"
+    [ -f "$executed" ] || { echo "book: $executed is missing (did it fail to run?)" >&2; exit 1; }
+    cp "$executed" "$work/docs/"
+  done
+else
+  echo "book: executing ${#notebooks[@]} notebooks, track $SIMPLECLIP_TRACK"
+  # Each notebook runs with cwd = its own folder (nbconvert's default), as in Jupyter.
+  "$python" -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
+    --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.coalesce_streams=True \
+    --output-dir "$work/docs" "${notebooks[@]}"
+fi
 echo "book: executed in $((SECONDS - start)) s"
 
 # Markdown images such as ../docs/app_search.png travel with the site, under figures/.

@@ -78,6 +78,27 @@ def tiny_tokenizer(synthetic_root: Path):
     return train_wordpiece_tokenizer(captions["caption"], vocab_size=300)
 
 
+@pytest.fixture(scope="session")
+def smoke_notebooks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The course's notebooks executed once in the smoke track: a folder of executed copies.
+
+    ``test_notebooks.py`` checks them and ``test_book.py`` renders them, so neither runs them
+    again. Under pytest-xdist the workers share one copy: the first to take the lock executes,
+    the others wait for it (the folder is the run's, never an earlier run's).
+    """
+    from filelock import FileLock
+    from notebook_outputs import execute_smoke_notebooks
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this run's folder, above the workers' own
+    out = shared / "smoke-notebooks"
+    with FileLock(str(out) + ".lock"):
+        if not (out / "done").exists():
+            execute_smoke_notebooks(sorted((REPO_ROOT / "notebooks").glob("*.ipynb")), out)
+    return out
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
     """Headless Chromium for the browser tests; they skip, saying why, where it is missing."""

@@ -115,3 +115,45 @@ def output_problems(nb: dict, name: str = "notebook") -> list[str]:
                     )
         first_code = False
     return problems
+
+
+def execute_smoke_notebooks(notebooks: list[Path], out: Path) -> None:
+    """Execute each notebook in the smoke track, as Jupyter would, into ``out``.
+
+    Writes ``out/<name>.ipynb`` (the executed copy, outputs included) or, when a cell raised,
+    ``out/<name>.error`` (nbclient's message naming the cell), then ``out/done``. The notebooks
+    run in order in one process because 07 and 08 read the course model that 06 trained. The
+    smoke tests and the book both read these copies, so each notebook runs once per test run.
+    """
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    smoke_env = {"SIMPLECLIP_SMOKE": "1", "MPLBACKEND": INLINE, "HF_HUB_OFFLINE": "1"}
+    saved = {name: os.environ.get(name) for name in smoke_env}
+    os.environ.update(smoke_env)  # the kernels inherit it
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        for path in notebooks:
+            nb = nbformat.read(path, as_version=4)
+            client = NotebookClient(
+                nb,
+                timeout=600,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(path.parent)}},
+                coalesce_streams=True,  # stored as Jupyter shows them: a bar's last state
+            )
+            try:
+                client.execute()
+            except Exception as err:  # CellExecutionError, a dead kernel, a timeout
+                (out / f"{path.stem}.error").write_text(f"{type(err).__name__}: {err}")
+                continue
+            nbformat.write(nb, out / path.name)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    (out / "done").touch()

@@ -2,8 +2,9 @@
 opens in headless Chromium, served from a plain static server.
 
 Skipped (with the reason) where Chromium, Playwright or the docs requirements
-(``pip install -r requirements-docs.txt``) are missing. About two minutes on 2 cores: the ten
-notebooks run once, in the smoke track.
+(``pip install -r requirements-docs.txt``) are missing. The chapters are the smoke notebooks the
+suite executes once for ``test_notebooks.py`` (``BOOK_EXECUTED``); executing them is tested by
+the failing-cell test below, which builds through nbconvert.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ def _build(tmp: Path, **env: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def book(tmp_path_factory: pytest.TempPathFactory, browser, smoke_notebooks: Path) -> Path:
+    """The book, rendered from the smoke notebooks the suite executed once (``conftest.py``);
+    ``browser`` first, so a machine without Chromium skips before building anything."""
     for module in ("mkdocs", "mkdocs_jupyter", "material"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} missing: pip install -r requirements-docs.txt")
     tmp = tmp_path_factory.mktemp("book")
-    done = _build(tmp)
+    done = _build(tmp, BOOK_EXECUTED=str(smoke_notebooks))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return tmp / "book"
 

@@ -52,6 +52,7 @@ def course_env(monkeypatch: pytest.MonkeyPatch, track: str, overrides: list[str]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+@pytest.mark.course
 @pytest.mark.slow
 @pytest.mark.notebook
 def test_cpu_track_on_real_photos(shared_flickr: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,6 +85,7 @@ def test_cpu_track_on_real_photos(shared_flickr: Path, monkeypatch: pytest.Monke
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.course
 @pytest.mark.slow
 @pytest.mark.notebook
 def test_gpu_track_chain_runs_on_a_cpu(

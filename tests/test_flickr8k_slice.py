@@ -19,6 +19,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import flickr8k_slice  # noqa: E402  (a script, not a package module)
 
 
+@pytest.mark.course
 @pytest.mark.slow
 def test_one_epoch_on_real_photos_beats_chance_by_far(shared_flickr: Path, tmp_path: Path):
     missing = flickr8k_slice.missing_assets(shared_flickr, ["minilm"])

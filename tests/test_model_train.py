@@ -250,8 +250,15 @@ def test_train_on_train_plus_dev_without_validation(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend",
+    # Dynamo's graph capture run as is: every wiring check, in seconds. Inductor (what
+    # train.compile uses) generates and compiles C++ for minutes on 2 cores: the long tier, and
+    # the GPU check.
+    ["eager", pytest.param("inductor", marks=pytest.mark.course)],
+)
 def test_compiled_towers_train_like_eager_ones(
-    tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_config, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend
 ):
     # Three epochs: within the first (3 steps of warm-up) the loss need not fall yet.
     eager = train(tiny_config(synthetic_root, tmp_path / "eager", "train.epochs=3"), progress=False)
@@ -259,9 +266,12 @@ def test_compiled_towers_train_like_eager_ones(
         synthetic_root, tmp_path / "compiled", "train.epochs=3", "train.compile=true"
     )
     compile_, compiled_modules = torch.compile, []
-    monkeypatch.setattr(
-        torch, "compile", lambda module, **kw: compiled_modules.append(module) or compile_(module)
-    )
+
+    def record_and_compile(module, **kwargs):
+        compiled_modules.append(module)
+        return compile_(module, backend=backend)
+
+    monkeypatch.setattr(torch, "compile", record_and_compile)
     compiled = train(config, progress=False)
     assert [type(m).__name__ for m in compiled_modules] == ["Towers"]
     # Compiled dropout draws other masks, so the losses agree closely, not bit for bit.
@@ -276,7 +286,7 @@ def test_compiled_towers_train_like_eager_ones(
     batch = {k: v for k, v in batch.items() if k in ("images", "input_ids", "attention_mask")}
     with torch.no_grad():
         expected = Towers(model)(batch)
-        actual = compile_(Towers(model))(batch)
+        actual = compile_(Towers(model), backend=backend)(batch)
     for a, b in zip(actual, expected, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-from notebook_outputs import INLINE, output_problems
+from notebook_outputs import output_problems
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -41,19 +40,11 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_in_smoke_mode(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SIMPLECLIP_SMOKE", "1")
-    monkeypatch.setenv("MPLBACKEND", INLINE)  # figures stored as Jupyter stores them
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
-        coalesce_streams=True,  # stored as Jupyter shows them: a progress bar's last state
-    )
-    client.execute()  # raises CellExecutionError naming the failing cell
+def test_notebook_runs_in_smoke_mode(path: Path, smoke_notebooks: Path) -> None:
+    error = smoke_notebooks / f"{path.stem}.error"
+    assert not error.exists(), error.read_text()  # nbclient's message names the failing cell
+    nb = nbformat.read(smoke_notebooks / path.name, as_version=4)
+    assert sum(bool(cell.get("outputs")) for cell in nb.cells) >= 3, "it ran, with outputs"
     problems = output_problems(nb, path.stem)
     assert not problems, "\n".join(problems)
 

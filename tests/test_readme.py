@@ -1,8 +1,8 @@
 """The README: a short front page whose commands, links and course table are real.
 
 Its quick start is exactly two commands, CI runs exactly its test command (after both ruff
-checks, and before the wheel's demo outside the checkout), every relative link resolves, and
-the pinned requirements satisfy the package's own lower bounds.
+checks and the layers check; then the course tier, then the wheel's demo outside the checkout),
+every relative link resolves, and the pinned requirements satisfy the package's own lower bounds.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def test_ci_lints_then_runs_exactly_the_readme_test_command_then_the_wheel_demo(
     order = [
         ".venv/bin/ruff check .",
         ".venv/bin/ruff format --check .",
+        ".venv/bin/lint-imports",
         test,
+        f"{test} -m course",  # the tier the test command leaves out (pyproject's addopts)
         "bash .ci/wheel_demo.sh",
     ]
     assert all(line in ci_lines for line in order), order
