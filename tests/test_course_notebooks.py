@@ -117,5 +117,9 @@ def test_gpu_track_chain_runs_on_a_cpu(
     config = (run / "best" / "config.yaml").read_text()
     assert "name: resnet50" in config and str(text) in config  # 07 used the gpu course model
     metrics = json.loads((run / "metrics_test.json").read_text())
-    assert metrics["n_images"] == load_split(data, "test")["image"].nunique()
-    assert 0 <= metrics["t2i"]["R@5"] <= 1
+    test_split = load_split(data, "test")
+    assert metrics["n_images"] == test_split["image"].nunique()
+    assert metrics["n_captions"] == len(test_split)
+    for direction in ("t2i", "i2t"):  # a real ranking: more candidates never find fewer
+        recall = metrics[direction]
+        assert 0 <= recall["R@1"] <= recall["R@5"] <= recall["R@10"] <= 1, recall
