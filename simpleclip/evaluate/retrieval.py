@@ -21,8 +21,7 @@ import torch
 
 from simpleclip.data import CaptionDataset, build_transforms, find_images_dir, load_split
 from simpleclip.inference import caption_batches, embed_images, embed_texts
-
-KS = (1, 5, 10)
+from simpleclip.recall import KS, recall_cells, recall_key
 
 
 @dataclass
@@ -105,7 +104,7 @@ def retrieval_ranks(
 def recall_from_ranks(ranks: torch.Tensor, ks: tuple[int, ...] = KS) -> dict[str, float]:
     """Recall@K for each K, plus median and mean rank."""
     ranks = ranks.float()
-    metrics = {f"R@{k}": (ranks <= k).float().mean().item() for k in ks}
+    metrics = {recall_key(k): (ranks <= k).float().mean().item() for k in ks}
     metrics["median_rank"] = ranks.median().item()
     metrics["mean_rank"] = ranks.mean().item()
     return metrics
@@ -139,11 +138,10 @@ def save_metrics(metrics: dict, path: str | Path) -> Path:
 
 def format_recall_table(metrics: dict) -> str:
     """A small fixed-width table of the metrics, for the terminal."""
-    header = f"{'direction':<16}" + "".join(f"{k:>8}" for k in ("R@1", "R@5", "R@10")) + "  med r"
+    header = f"{'direction':<16}" + "".join(f"{recall_key(k):>8}" for k in KS) + "  med r"
     rows = [header]
     for key, name in (("t2i", "text -> image"), ("i2t", "image -> text")):
-        m = metrics[key]
-        recalls = "".join(f"{100 * m[k]:>8.1f}" for k in ("R@1", "R@5", "R@10"))
-        rows.append(f"{name:<16}{recalls}  {m['median_rank']:>5.0f}")
+        recalls = "".join(f"{cell:>8}" for cell in recall_cells(metrics[key]))
+        rows.append(f"{name:<16}{recalls}  {metrics[key]['median_rank']:>5.0f}")
     rows.append(f"({metrics['n_images']} images, {metrics['n_captions']} captions; recall in %)")
     return "\n".join(rows)

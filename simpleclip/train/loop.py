@@ -38,6 +38,7 @@ from simpleclip.checkpoint import WEIGHTS, atomic_directory, readable_directory
 from simpleclip.config import Config, save_config
 from simpleclip.device import select_device
 from simpleclip.model import CLIPModel
+from simpleclip.recall import DIRECTIONS, KS, recall_key
 from simpleclip.safe_files import load_tensors
 from simpleclip.train import distributed
 from simpleclip.train.checkpoint import disk_full_guard, gather_rng_states, restore_rng_state
@@ -84,7 +85,7 @@ def epoch_score(record: dict[str, Any]) -> float:
     """What ``best/`` maximises: the sum of the six dev recalls (the epoch number without dev)."""
     if record["val"] is None:
         return float(record["epoch"])
-    return sum(record["val"][d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10))
+    return sum(record["val"][d][recall_key(k)] for d in DIRECTIONS for k in KS)
 
 
 def train(
