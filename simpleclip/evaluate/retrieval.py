@@ -38,6 +38,7 @@ def eval_split(
     root: str | Path,
     split: str | None = "test",
     skip_bad_images: bool = False,
+    first_n_images: int | None = None,
 ) -> CaptionDataset:
     """A split as the model is scored on it: its own eval transform, tokenizer and caption length.
 
@@ -48,9 +49,15 @@ def eval_split(
         split: ``"train"``, ``"dev"`` (or ``"val"``), ``"test"``; ``"all"`` or None for every
             image.
         skip_bad_images: leave out missing or undecodable pictures instead of failing.
+        first_n_images: keep only the split's first N pictures, with all their captions (a
+            figure's worth, read exactly as the whole split would be); None keeps them all.
     """
+    table = load_split(root, None if split in (None, "all") else split)
+    if first_n_images is not None:
+        first = table["image"].drop_duplicates().iloc[:first_n_images]
+        table = table[table["image"].isin(first)].reset_index(drop=True)
     return CaptionDataset(
-        load_split(root, None if split in (None, "all") else split),
+        table,
         find_images_dir(root),
         model.tokenizer,
         build_transforms(model.preprocessing, train=False),

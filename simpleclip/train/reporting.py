@@ -268,20 +268,11 @@ def similarity_figure(config: Config, model: Any, root: Path) -> Callable[[Path]
     wanted = any(name in OPTIONAL for name in config.train.report_to)
     if not wanted or config.data.val_split == NO_VALIDATION or not collectives.is_main():
         return None
-    from simpleclip.data import CaptionDataset, build_transforms, find_images_dir, load_split
-    from simpleclip.evaluate import compute_embeddings
+    from simpleclip.evaluate import compute_embeddings, eval_split
     from simpleclip.evaluate.figures import draw_similarity_matrix
 
-    table = load_split(root, config.data.val_split)
-    first = table["image"].drop_duplicates().iloc[:FIGURE_PAIRS]
-    pairs = CaptionDataset(  # as eval_split reads the dev split, cut to its first pictures
-        table[table["image"].isin(first)].reset_index(drop=True),
-        find_images_dir(root),
-        model.tokenizer,
-        build_transforms(model.preprocessing, train=False),
-        max_length=model.max_length,
-        skip_bad_images=config.data.skip_bad_images,
-    )
+    split, skip_bad = config.data.val_split, config.data.skip_bad_images
+    pairs = eval_split(model, root, split, skip_bad, first_n_images=FIGURE_PAIRS)
 
     def draw(path: Path) -> Path:
         embeddings = compute_embeddings(model, pairs)
