@@ -38,6 +38,20 @@ NEVER_DOWNLOADED = [f"*{suffix}" for suffix in (*CODE_SUFFIXES, *PICKLE_SUFFIXES
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "user/name", no path decorations
 
 
+def draft_of(target: Path, owner: int | str | None = None) -> Path:
+    """``.NAME.tmp-PID``: where ``atomic_directory`` writes ``target``'s next version.
+
+    ``owner`` is the writing process (default: this one); ``"*"`` gives the pattern of every
+    draft, which is what a run folder's cleanup globs for after a kill.
+    """
+    return target.with_name(f".{target.name}.tmp-{os.getpid() if owner is None else owner}")
+
+
+def previous_of(target: Path) -> Path:
+    """``NAME.old``: ``target``'s previous version, kept while ``atomic_directory`` swaps."""
+    return target.with_name(target.name + ".old")
+
+
 @contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces ``target`` in one swap.
@@ -46,8 +60,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    old = target.with_name(target.name + ".old")
+    tmp, old = draft_of(target), previous_of(target)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -71,7 +84,7 @@ def readable_directory(directory: str | Path, required: str) -> Path:
     directory = Path(directory)
     if (directory / required).is_file():
         return directory
-    old = directory.with_name(directory.name + ".old")
+    old = previous_of(directory)
     if (old / required).is_file():
         warnings.warn(f"{directory} is incomplete; using the previous save {old}.", stacklevel=2)
         return old
@@ -97,7 +110,7 @@ def resolve_checkpoint(
         FileNotFoundError: not a local folder, and the Hub (or its cache) does not have it.
     """
     path = Path(name_or_path)
-    local = path.exists() or path.with_name(path.name + ".old").exists()
+    local = path.exists() or previous_of(path).exists()
     if local or isinstance(name_or_path, Path) or not HUB_ID.match(name_or_path):
         return path  # CLIPModel.load names the missing file
     try:

@@ -133,8 +133,9 @@ class Course:
         """The course model that notebook 06 trained; trained now when it is missing."""
         from simpleclip.checkpoint import WEIGHTS
         from simpleclip.model import CLIPModel
+        from simpleclip.train.run_dir import BEST
 
-        best = self.run_dir / "best"
+        best = self.run_dir / BEST
         if not (best / WEIGHTS).is_file():
             print(f"No course model in {self.show(best)}: training it now, as notebook 06 does.")
             self.train_model()
@@ -148,17 +149,18 @@ class Course:
         (``runs/demo/model``, trained first if missing: about a minute on a CPU).
         """
         from simpleclip.checkpoint import WEIGHTS
-        from simpleclip.demo import run_demo
+        from simpleclip.demo import DEMO_DIR, run_demo
         from simpleclip.model import CLIPModel
+        from simpleclip.train.run_dir import FINAL_MODEL
 
         if self.smoke:
             return self.model(), self.prepare_data()
-        demo, data = self.repo_root / "runs" / "demo", self.repo_root / "data" / "synthetic"
-        if not (demo / "model" / WEIGHTS).is_file():
+        demo, data = self.repo_root / DEMO_DIR, self.repo_root / "data" / "synthetic"
+        if not (demo / FINAL_MODEL / WEIGHTS).is_file():
             print(f"No demo model in {self.show(demo)}: training it now (simpleclip demo).")
             with contextlib.redirect_stdout(io.StringIO()):  # its log is the demo's, not ours
                 run_demo(demo, [f"data.root={data}"], progress=False)
-        return CLIPModel.load(demo / "model"), data
+        return CLIPModel.load(demo / FINAL_MODEL), data
 
     def show(self, path: str | Path) -> str:
         """``path`` as the notebooks print it: relative to the repository, or under ``~``, so

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from simpleclip import collectives
+from simpleclip.checkpoint import draft_of
 from simpleclip.config import Config, check_report_to, to_dict
+from simpleclip.train.run_dir import HISTORY
 
 # report_to name -> (module imported, pip package that provides it)
 OPTIONAL = {"tensorboard": ("torch.utils.tensorboard", "tensorboard"), "wandb": ("wandb", "wandb")}
@@ -76,12 +78,12 @@ class JsonlReporter:
     """
 
     def __init__(self, out_dir: Path, resume: bool, history: list[dict] | None = None) -> None:
-        self.path = out_dir / "metrics.jsonl"
+        self.path = out_dir / HISTORY
         if not resume:
             out_dir.mkdir(parents=True, exist_ok=True)
             self.path.write_text("")
         elif history is not None:
-            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+            tmp = draft_of(self.path)
             tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
             tmp.replace(self.path)
 
