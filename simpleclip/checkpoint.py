@@ -22,6 +22,7 @@ from pathlib import Path
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
+from simpleclip.paths import is_local_name
 from simpleclip.safe_files import CODE_SUFFIXES, PICKLE_SUFFIXES
 
 WEIGHTS = "model.safetensors"  # every tensor of the model
@@ -110,8 +111,8 @@ def resolve_checkpoint(
         FileNotFoundError: not a local folder, and the Hub (or its cache) does not have it.
     """
     path = Path(name_or_path)
-    local = path.exists() or previous_of(path).exists()
-    if local or isinstance(name_or_path, Path) or not HUB_ID.match(name_or_path):
+    local = is_local_name(name_or_path) or previous_of(path).exists()
+    if local or not HUB_ID.match(name_or_path):
         return path  # CLIPModel.load names the missing file
     try:
         folder = snapshot_download(

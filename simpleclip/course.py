@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from simpleclip.config import Config, load_config
 from simpleclip.data.captions import MissingImagesWarning
-from simpleclip.paths import shown_path
+from simpleclip.paths import is_local_name, shown_path
 
 if TYPE_CHECKING:
     from simpleclip.encoders import ImageEncoder, TextEncoder
@@ -49,7 +49,6 @@ DERIVED = (
     "search_cache",
     "notes.txt",
 )
-PATH_LIKE = ("/", "./", "../", "~")  # a text.name starting so is a folder, not a hub id
 
 
 @dataclass
@@ -172,7 +171,7 @@ class Course:
         shown = [key + sep + self.show(value) for key, sep, value in items]
         extra = f" with {' '.join(shown)}" if shown else ""
         text = self.config.text.name
-        text = self.show(text) if text.startswith(PATH_LIKE) else text
+        text = self.show(text) if is_local_name(text) else text
         image = self.config.image.name
         if self.config.image.weights:
             image += f" (weights: {self.show(self.config.image.weights)})"
@@ -245,5 +244,5 @@ def _anchor_paths(config: Config, root: Path) -> None:
     config.train.out_dir = anchored(config.train.out_dir)
     if config.image.weights:
         config.image.weights = anchored(config.image.weights)
-    if config.text.name.startswith(PATH_LIKE):
+    if is_local_name(config.text.name):
         config.text.name = anchored(config.text.name)

@@ -18,6 +18,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from simpleclip.checkpoint import CARD, CONFIG, METRICS
 from simpleclip.config import Config, load_config, save_config
+from simpleclip.paths import is_local_name
 from simpleclip.recall import KS, recall_cells, recall_key
 
 DIRECTIONS = {"t2i": "Text-to-image retrieval", "i2t": "Image-to-text retrieval"}
@@ -101,12 +102,9 @@ def eval_results(metrics: dict[str, dict], dataset: str) -> list[EvalResult]:
     ]
 
 
-LOCAL = ("/", ".", "~")  # how a local path starts; a hub id ("user/name") never does
-
-
 def encoder_tag(name: str) -> str:
     """An encoder's name as a tag: a local folder becomes its last part, a hub id stays."""
-    return Path(name).name if name.startswith(LOCAL) else name
+    return Path(name).name if is_local_name(name) else name
 
 
 def public_config(config: Config) -> Config:
