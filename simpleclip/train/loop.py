@@ -35,7 +35,7 @@ import torch
 from simpleclip import collectives
 from simpleclip.allocator import keep_freed_memory
 from simpleclip.checkpoint import WEIGHTS, atomic_directory, previous_of, readable_directory
-from simpleclip.config import Config, save_config
+from simpleclip.config import NO_VALIDATION, Config, save_config
 from simpleclip.device import select_device
 from simpleclip.model import CLIPModel
 from simpleclip.recall import DIRECTIONS, KS, recall_key
@@ -101,7 +101,7 @@ def train(
             there is refused with FileExistsError (``train.run_dir``).
     """
     check_train_options(config.train)
-    if config.train.patience and config.data.val_split == "none":
+    if config.train.patience and config.data.val_split == NO_VALIDATION:
         raise ValueError(
             f"train.patience={config.train.patience} stops on the dev score, but "
             "data.val_split is 'none'. Name a split to score (data.val_split=dev) or set "

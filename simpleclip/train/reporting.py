@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from simpleclip import collectives
 from simpleclip.checkpoint import draft_of
-from simpleclip.config import Config, check_report_to, to_dict
+from simpleclip.config import NO_VALIDATION, Config, check_report_to, to_dict
 from simpleclip.train.run_dir import HISTORY
 
 # report_to name -> (module imported, pip package that provides it)
@@ -265,8 +265,6 @@ def similarity_figure(config: Config, model: Any, root: Path) -> Callable[[Path]
     The pictures come from ``simpleclip.evaluate.figures``, imported here only: training code
     does not otherwise load matplotlib.
     """
-    from simpleclip.train.data import NO_VALIDATION
-
     wanted = any(name in OPTIONAL for name in config.train.report_to)
     if not wanted or config.data.val_split == NO_VALIDATION or not collectives.is_main():
         return None
