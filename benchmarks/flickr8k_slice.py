@@ -32,6 +32,7 @@ from simpleclip.config import Config, load_config
 from simpleclip.evaluate import compute_embeddings, eval_split, retrieval_metrics
 from simpleclip.evaluate.figures import draw_evaluation_figures
 from simpleclip.model import CLIPModel, build_model
+from simpleclip.recall import KS, recall_key
 from simpleclip.train import train
 from simpleclip.train.data import build_datasets
 from simpleclip.train.features import cached_features, embed_features
@@ -132,15 +133,16 @@ def run_row(text_key: str, row: str, data: Path, tmp: Path, args) -> dict:
     metrics = retrieval_metrics(test_embeddings(config, result.model))
     record["seconds"] = round(time.perf_counter() - start, 1)
     for direction in ("t2i", "i2t"):
-        record[direction] = [round(100 * metrics[direction][f"R@{k}"], 1) for k in (1, 5, 10)]
+        record[direction] = [round(100 * metrics[direction][recall_key(k)], 1) for k in KS]
     record["test"] = f"{metrics['n_images']} images, {metrics['n_captions']} captions"
     record["model"] = str(result.out_dir / "best")
     return record
 
 
 def markdown(rows: list[dict]) -> str:
+    ks = "/".join(map(str, KS))
     lines = [
-        "| text encoder | setting | t2i R@1/5/10 | i2t R@1/5/10 | seconds |",
+        f"| text encoder | setting | t2i R@{ks} | i2t R@{ks} | seconds |",
         "|---|---|---|---|---|",
     ]
     for r in rows:

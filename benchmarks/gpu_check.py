@@ -239,17 +239,8 @@ def gpu_tests(cpu: bool) -> tuple[dict, bool]:
 def build_setup(config: Config, root: Path, channels_last: bool) -> Setup:
     """``train_throughput.Setup`` ("fast" mode, warmed up), with or without channels_last."""
     torch.manual_seed(config.train.seed)
-    model = build_offline_model(config, root)
-    compiled = config.train.compile
-    native = replace(config, train=replace(config.train, compile=compiled and channels_last))
-    setup = Setup(native, model, "fast")
-    if not channels_last:  # Setup makes a CNN channels_last on CUDA: undo it (channels_last=false)
-        model.image_encoder.to(memory_format=torch.contiguous_format)
-        setup.loop.optimizer.state.clear()  # its moments were laid out channels_last too
-        if compiled:
-            setup.loop.towers = torch.compile(setup.loop.towers)
-            setup.time_loop(3)  # the compile, outside the timed steps as in Setup
-    return setup
+    config = replace(config, train=replace(config.train, channels_last=channels_last))
+    return Setup(config, build_offline_model(config, root), "fast")
 
 
 def throughput_run(sizes: Sizes, common: list[str], root: Path, batch: int, cl: bool, comp: bool):

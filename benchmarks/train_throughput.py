@@ -2,12 +2,15 @@
 
 Prints one JSON line per mode, then one with the speed-up, all measured in one run:
 
-* ``fast``: simpleclip's pipeline. Pictures decoded once into the pre-resized uint8 image cache,
-  captions tokenized once and padded per batch, augmentation on whole batches; on CUDA also bf16
-  autocast, channels_last for CNNs, pinned memory and non-blocking copies, DataLoader workers;
-  with ``--set train.compile=true`` the towers are compiled (``torch.compile``; warm-up excluded).
+* ``fast``: simpleclip's pipeline, its trainer built by ``Trainer.build`` exactly as ``train``
+  builds it. Pictures decoded once into the pre-resized uint8 image cache, captions tokenized
+  once and padded per batch, augmentation on whole batches; a trained CNN in channels_last
+  (``train.channels_last``); on CUDA also bf16 autocast, pinned memory and non-blocking copies,
+  DataLoader workers; with ``--set train.compile=true`` the towers are compiled
+  (``torch.compile``; warm-up excluded).
 * ``baseline``: the straightforward loop of the popular tutorials. Each ``__getitem__`` decodes
-  the JPEG, runs albumentations and tokenizes its caption padded to ``max_length``; fp32.
+  the JPEG, runs albumentations and tokenizes its caption padded to ``max_length``; the same
+  trainer in fp32, without channels_last or compiling.
 
 For each mode: pairs/s of the training step alone (one batch already on the device, repeated)
 and of the full loop with data loading, plus peak memory (CUDA max allocated, else the process's
@@ -30,6 +33,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +45,10 @@ from simpleclip.config import Config, load_config
 from simpleclip.data import CaptionDataset, build_transforms, load_rgb, load_split
 from simpleclip.data.dataset import find_images_dir
 from simpleclip.data.image_cache import build_image_cache
-from simpleclip.device import Precision, select_device, select_precision
+from simpleclip.device import select_device
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.tokenizer import train_wordpiece_tokenizer
 from simpleclip.train.data import prepare_data
-from simpleclip.train.optim import make_optimizer, make_scheduler
-from simpleclip.train.step import Towers
 from simpleclip.train.trainer import Trainer
 
 OFFLINE_ARCHITECTURES = {  # hub text models rebuilt from their default config, no download
@@ -102,32 +104,14 @@ class Setup:
     """One mode's model, optimizer loop and data, ready to be timed."""
 
     def __init__(self, config: Config, model: CLIPModel, mode: str) -> None:
+        if mode == "baseline":  # the tutorials' loop: fp32, default memory layout, not compiled
+            plain = {"precision": "fp32", "channels_last": False, "compile": False}
+            config = replace(config, train=replace(config.train, **plain))
         self.mode, self.config = mode, config
         self.device = select_device(config.train.device)
-        self.precision = (
-            select_precision(self.device, config.train.precision)
-            if mode == "fast"
-            else Precision(None, False)
-        )
-        model = model.to(self.device)
-        if mode == "fast" and self.device.type == "cuda":
-            model.image_encoder.to(memory_format=torch.channels_last)
+        self.loop = Trainer.build(model, config, self.device, total_steps=10_000)
+        self.precision = self.loop.precision
         self.loader = make_loader(config, model, mode, self.device)
-        optimizer = make_optimizer(model, config)
-        towers = Towers(model)
-        if mode == "fast" and config.train.compile:
-            towers = torch.compile(towers)
-        self.loop = Trainer(
-            model,
-            towers,
-            optimizer,
-            make_scheduler(optimizer, 10, 10_000),
-            torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler),
-            self.precision,
-            self.device,
-            config,
-            progress=False,
-        )
         model.train()
         self.batch = next(iter(self.loader))
         self.batches = forever(self.loader)

@@ -22,6 +22,7 @@ from pathlib import Path
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
+from simpleclip.paths import is_local_name
 from simpleclip.safe_files import CODE_SUFFIXES, PICKLE_SUFFIXES
 
 WEIGHTS = "model.safetensors"  # every tensor of the model
@@ -38,6 +39,20 @@ NEVER_DOWNLOADED = [f"*{suffix}" for suffix in (*CODE_SUFFIXES, *PICKLE_SUFFIXES
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "user/name", no path decorations
 
 
+def draft_of(target: Path, owner: int | str | None = None) -> Path:
+    """``.NAME.tmp-PID``: where ``atomic_directory`` writes ``target``'s next version.
+
+    ``owner`` is the writing process (default: this one); ``"*"`` gives the pattern of every
+    draft, which is what a run folder's cleanup globs for after a kill.
+    """
+    return target.with_name(f".{target.name}.tmp-{os.getpid() if owner is None else owner}")
+
+
+def previous_of(target: Path) -> Path:
+    """``NAME.old``: ``target``'s previous version, kept while ``atomic_directory`` swaps."""
+    return target.with_name(target.name + ".old")
+
+
 @contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces ``target`` in one swap.
@@ -46,8 +61,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    old = target.with_name(target.name + ".old")
+    tmp, old = draft_of(target), previous_of(target)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -71,7 +85,7 @@ def readable_directory(directory: str | Path, required: str) -> Path:
     directory = Path(directory)
     if (directory / required).is_file():
         return directory
-    old = directory.with_name(directory.name + ".old")
+    old = previous_of(directory)
     if (old / required).is_file():
         warnings.warn(f"{directory} is incomplete; using the previous save {old}.", stacklevel=2)
         return old
@@ -97,8 +111,8 @@ def resolve_checkpoint(
         FileNotFoundError: not a local folder, and the Hub (or its cache) does not have it.
     """
     path = Path(name_or_path)
-    local = path.exists() or path.with_name(path.name + ".old").exists()
-    if local or isinstance(name_or_path, Path) or not HUB_ID.match(name_or_path):
+    local = is_local_name(name_or_path) or previous_of(path).exists()
+    if local or not HUB_ID.match(name_or_path):
         return path  # CLIPModel.load names the missing file
     try:
         folder = snapshot_download(

@@ -3,7 +3,9 @@
 One config describes a whole run: data, the two encoders, the heads, the loss and training.
 Defaults describe the classic one-GPU run (ResNet-50 + DistilBERT on Flickr8k); named configs
 live in ``simpleclip/configs/*.yaml`` (shipped with the package). Overrides use one syntax
-everywhere, ``train.lr=3e-4``, type-checked against the dataclass fields (no ``exec``). The
+everywhere, ``train.lr=3e-4``, type-checked against the dataclass fields (no ``exec``); a
+setting with a few valid values is a ``Literal`` field, so a typo fails when the config is
+read, naming the key and the choices, not at the first step. The
 resolved config is saved with every run and every checkpoint, so a model reloads without
 guessing. Taught in ``notebooks/06_training.ipynb``.
 """
@@ -16,16 +18,27 @@ import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+
+# The choices of the enumerated settings. The library code acting on them reads the same lists
+# (``typing.get_args``), e.g. ``device.PRECISIONS`` and ``heads.HEAD_KINDS``.
+Pairs = Literal["all", "one_per_image"]  # data.pairs
+ImagePooling = Literal["avg", "attention"]  # image.pooling
+TextPooling = Literal["cls", "mean"]  # text.pooling (None: the preset's own)
+HeadKind = Literal["mlp", "linear", "none"]  # head.kind
+LossKind = Literal["clip", "siglip"]  # loss.kind: clip_loss (softmax), siglip_loss (sigmoid)
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]  # train.precision
+DistributedLoss = Literal["gather", "local"]  # train.distributed_loss
+NO_VALIDATION = "none"  # data.val_split value: no per-epoch evaluation
 
 
 @dataclass
 class DataConfig:
     root: str = "data/flickr8k"  # dataset folder in the Flickr8k layout
     synthetic_images: int = 0  # > 0: build the synthetic set of this size at root if missing
-    pairs: str = "all"  # "all" 5 pairs per image per epoch, or "one_per_image"
+    pairs: Pairs = "all"  # "all" 5 pairs per image per epoch, or "one_per_image"
     max_length: int = 32  # tokens per caption (Flickr8k captions rarely exceed 30)
     crop_scale: tuple[float, float] = (0.8, 1.0)  # area range of the train random crop
     color_jitter: float = 0.2  # brightness/contrast/saturation jitter; hue never
@@ -45,7 +58,7 @@ class ImageConfig:
     unfreeze_last: int = 0  # with trainable=false: still train the last N blocks
     mean: tuple[float, float, float] | None = None  # pixel normalisation; None: the model's
     std: tuple[float, float, float] | None = None  # pixel normalisation; None: the model's
-    pooling: str = "avg"  # "avg" or CLIP's "attention" pooling (CNNs)
+    pooling: ImagePooling = "avg"  # "avg" or CLIP's "attention" pooling (CNNs)
     lr: float = 1e-4  # learning rate of the backbone
 
 
@@ -55,14 +68,14 @@ class TextConfig:
     pretrained: bool = True  # start from pretrained weights
     trainable: bool = True  # False freezes the transformer
     unfreeze_last: int = 0  # with trainable=false: still train the last N transformer layers
-    pooling: str | None = None  # "cls" or "mean"; None: the preset's own
+    pooling: TextPooling | None = None  # "cls" or "mean"; None: the preset's own
     lr: float = 1e-5  # learning rate of the transformer
     vocab_size: int = 1000  # tiny encoder only: WordPiece vocabulary trained on the captions
 
 
 @dataclass
 class HeadConfig:
-    kind: str = "mlp"  # "mlp" (the tutorial's head), "linear" or "none"
+    kind: HeadKind = "mlp"  # "mlp" (the tutorial's head), "linear" or "none"
     embed_dim: int = 256  # width of the shared embedding space
     dropout: float = 0.1  # dropout inside the mlp head
     lr: float = 1e-3  # learning rate of the heads and the temperature
@@ -71,21 +84,15 @@ class HeadConfig:
         check_positive("head", embed_dim=self.embed_dim, lr=self.lr)
 
 
-LOSS_KINDS = ("clip", "siglip")  # simpleclip.loss: clip_loss (softmax), siglip_loss (sigmoid)
-
-
 @dataclass
 class LossConfig:
-    kind: str = "clip"  # "clip" (softmax cross-entropy) or "siglip" (sigmoid, learned bias)
+    kind: LossKind = "clip"  # "clip" (softmax cross-entropy) or "siglip" (sigmoid, learned bias)
     multi_positive: bool = True  # duplicates of an image or caption in a batch are positives
     init_temperature: float = 0.07  # starting temperature, either kind; SigLIP's paper: 0.1
     learn_temperature: bool = True  # False keeps the temperature fixed
     init_bias: float = -10.0  # siglip only: starting logit bias (the paper's -10)
 
     def __post_init__(self) -> None:
-        if self.kind not in LOSS_KINDS:
-            valid = " or ".join(repr(k) for k in LOSS_KINDS)
-            raise ConfigError(f"loss.kind must be {valid}, got {self.kind!r}")
         check_positive("loss", init_temperature=self.init_temperature)
 
 
@@ -120,7 +127,7 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW decay of weight matrices (not biases, norms, scale)
     warmup_steps: int = 100  # linear warm-up, then cosine decay to zero
     grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
-    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 elsewhere), fp32, bf16, fp16
+    precision: PrecisionName = "auto"  # auto (bf16/fp16 on CUDA, fp32 elsewhere), fp32, bf16, fp16
     device: str = "auto"  # auto (cuda, then mps, then cpu), or a torch device string
     seed: int = 0  # same seed, same result on CPU
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
@@ -129,7 +136,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the towers: faster steps after a warm-up (10-60 s)
     keep_freed_memory: bool = True  # CPU: glibc keeps freed memory, no page faults (allocator)
     channels_last: bool = True  # a trained CNN image tower in channels_last layout (faster)
-    distributed_loss: str = "gather"  # torchrun: "gather" all ranks' negatives, or "local"
+    distributed_loss: DistributedLoss = "gather"  # torchrun: all ranks' negatives, or "local"
     init_from: str | None = None  # a checkpoint folder: start from its heads (not random)
     out_dir: str = "runs/clip"  # where checkpoints, metrics and the config go
     keep_last: bool = True  # False: remove last/ (the resume state) once the run ends; best/ stays
@@ -208,8 +215,9 @@ def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
     return config
 
 
-def merge(config: Any, updates: dict[str, Any], source: str) -> Any:
-    """A copy of dataclass ``config`` with ``updates`` (nested dicts) checked and applied."""
+def merge(config: Any, updates: dict[str, Any], source: str, section: str = "") -> Any:
+    """A copy of dataclass ``config`` with ``updates`` (nested dicts) checked and applied;
+    ``section`` (``"train."``) prefixes the keys errors name."""
     hints = typing.get_type_hints(type(config))
     changes = {}
     for key, value in updates.items():
@@ -222,9 +230,9 @@ def merge(config: Any, updates: dict[str, Any], source: str) -> Any:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {key} must be a mapping")
-            changes[key] = merge(current, value, source)
+            changes[key] = merge(current, value, source, f"{section}{key}.")
         else:
-            changes[key] = _check_type(value, hints[key], f"{source}: {key}")
+            changes[key] = _check_type(value, hints[key], f"{source}: {section}{key}")
     return dataclasses.replace(config, **changes)
 
 
@@ -235,6 +243,12 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         return _check_type(value, next(a for a in args if a is not type(None)), where)
+    if origin is Literal:
+        if value not in args:
+            choices = [repr(a) for a in args]
+            valid = " or ".join(choices) if len(args) == 2 else "one of " + ", ".join(choices)
+            raise ConfigError(f"{where} must be {valid}, got {value!r}")
+        return value
     if origin is list:  # a list, or "a,b" as typed after --set
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, list | tuple):

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from simpleclip.config import Config, load_config
 from simpleclip.data.captions import MissingImagesWarning
-from simpleclip.paths import shown_path
+from simpleclip.paths import is_local_name, shown_path
 
 if TYPE_CHECKING:
     from simpleclip.encoders import ImageEncoder, TextEncoder
@@ -49,7 +49,6 @@ DERIVED = (
     "search_cache",
     "notes.txt",
 )
-PATH_LIKE = ("/", "./", "../", "~")  # a text.name starting so is a folder, not a hub id
 
 
 @dataclass
@@ -133,8 +132,9 @@ class Course:
         """The course model that notebook 06 trained; trained now when it is missing."""
         from simpleclip.checkpoint import WEIGHTS
         from simpleclip.model import CLIPModel
+        from simpleclip.train.run_dir import BEST
 
-        best = self.run_dir / "best"
+        best = self.run_dir / BEST
         if not (best / WEIGHTS).is_file():
             print(f"No course model in {self.show(best)}: training it now, as notebook 06 does.")
             self.train_model()
@@ -148,17 +148,18 @@ class Course:
         (``runs/demo/model``, trained first if missing: about a minute on a CPU).
         """
         from simpleclip.checkpoint import WEIGHTS
-        from simpleclip.demo import run_demo
+        from simpleclip.demo import DEMO_DIR, run_demo
         from simpleclip.model import CLIPModel
+        from simpleclip.train.run_dir import FINAL_MODEL
 
         if self.smoke:
             return self.model(), self.prepare_data()
-        demo, data = self.repo_root / "runs" / "demo", self.repo_root / "data" / "synthetic"
-        if not (demo / "model" / WEIGHTS).is_file():
+        demo, data = self.repo_root / DEMO_DIR, self.repo_root / "data" / "synthetic"
+        if not (demo / FINAL_MODEL / WEIGHTS).is_file():
             print(f"No demo model in {self.show(demo)}: training it now (simpleclip demo).")
             with contextlib.redirect_stdout(io.StringIO()):  # its log is the demo's, not ours
                 run_demo(demo, [f"data.root={data}"], progress=False)
-        return CLIPModel.load(demo / "model"), data
+        return CLIPModel.load(demo / FINAL_MODEL), data
 
     def show(self, path: str | Path) -> str:
         """``path`` as the notebooks print it: relative to the repository, or under ``~``, so
@@ -170,7 +171,7 @@ class Course:
         shown = [key + sep + self.show(value) for key, sep, value in items]
         extra = f" with {' '.join(shown)}" if shown else ""
         text = self.config.text.name
-        text = self.show(text) if text.startswith(PATH_LIKE) else text
+        text = self.show(text) if is_local_name(text) else text
         image = self.config.image.name
         if self.config.image.weights:
             image += f" (weights: {self.show(self.config.image.weights)})"
@@ -243,5 +244,5 @@ def _anchor_paths(config: Config, root: Path) -> None:
     config.train.out_dir = anchored(config.train.out_dir)
     if config.image.weights:
         config.image.weights = anchored(config.image.weights)
-    if config.text.name.startswith(PATH_LIKE):
+    if is_local_name(config.text.name):
         config.text.name = anchored(config.text.name)

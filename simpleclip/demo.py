@@ -9,7 +9,6 @@ relative to the current directory.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from simpleclip.config import Config, find_config, load_config
@@ -18,20 +17,23 @@ from simpleclip.evaluate import (
     eval_split,
     format_recall_table,
     retrieval_metrics,
+    save_metrics,
 )
 from simpleclip.model import CLIPModel
 from simpleclip.train import train
+from simpleclip.train.run_dir import CURVES_FIGURE, FINAL_MODEL, SIMILARITY_FIGURE, TEST_METRICS
 
 DEMO_CONFIG = "synthetic_tiny"
+DEMO_DIR = "runs/demo"  # relative to the current folder
 
 
-def demo_config(out_dir: str | Path = "runs/demo", overrides: list[str] | None = None) -> Config:
+def demo_config(out_dir: str | Path = DEMO_DIR, overrides: list[str] | None = None) -> Config:
     """The demo's config: the ``synthetic_tiny`` config writing to ``out_dir``."""
     return load_config(find_config(DEMO_CONFIG), [f"train.out_dir={out_dir}", *(overrides or [])])
 
 
 def run_demo(
-    out_dir: str | Path = "runs/demo", overrides: list[str] | None = None, progress: bool = True
+    out_dir: str | Path = DEMO_DIR, overrides: list[str] | None = None, progress: bool = True
 ) -> dict:
     """Train, evaluate on the test split, draw, save; returns the metrics (also in metrics.json)."""
     from simpleclip.evaluate.figures import draw_similarity_matrix
@@ -45,13 +47,11 @@ def run_demo(
     embeddings = compute_embeddings(model, test_set)
     metrics = retrieval_metrics(embeddings)
     metrics["train_seconds"] = round(result.seconds, 1)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    model.save(out_dir / "model")
-    save_figure(plot_training_curves(result.history), out_dir / "training_curves.png")
-    draw_similarity_matrix(model, test_set, embeddings, out_dir / "similarity_matrix.png")
+    save_metrics(metrics, out_dir / TEST_METRICS)
+    model.save(out_dir / FINAL_MODEL)
+    save_figure(plot_training_curves(result.history), out_dir / CURVES_FIGURE)
+    draw_similarity_matrix(model, test_set, embeddings, out_dir / SIMILARITY_FIGURE)
     print(format_recall_table(metrics))
-    print(
-        f"Training took {result.seconds:.0f} s. Wrote {out_dir}/: metrics.json, "
-        "training_curves.png, similarity_matrix.png, model/"
-    )
+    written = f"{TEST_METRICS}, {CURVES_FIGURE}, {SIMILARITY_FIGURE}, {FINAL_MODEL}/"
+    print(f"Training took {result.seconds:.0f} s. Wrote {out_dir}/: {written}")
     return metrics

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from simpleclip.config import PrecisionName
+
+PRECISIONS = get_args(PrecisionName)  # ("auto", "fp32", "bf16", "fp16")
 
 
 def select_device(name: str = "auto") -> torch.device:

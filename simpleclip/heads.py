@@ -10,10 +10,14 @@ projection can be dropped altogether. Taught in ``notebooks/04_projection_heads.
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 from torch import nn
 
-HEAD_KINDS = ("mlp", "linear", "none")
+from simpleclip.config import HeadKind
+
+HEAD_KINDS = get_args(HeadKind)  # ("mlp", "linear", "none")
 
 
 class ProjectionHead(nn.Module):

@@ -18,6 +18,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from simpleclip.checkpoint import CARD, CONFIG, METRICS
 from simpleclip.config import Config, load_config, save_config
+from simpleclip.paths import is_local_name
+from simpleclip.recall import KS, recall_cells, recall_key
 
 DIRECTIONS = {"t2i": "Text-to-image retrieval", "i2t": "Image-to-text retrieval"}
 KNOWN_DATASETS = ("flickr8k", "flickr30k", "coco")  # recognised in the data folder's name
@@ -91,21 +93,18 @@ def eval_results(metrics: dict[str, dict], dataset: str) -> list[EvalResult]:
             dataset_name=f"{dataset} ({split})",
             dataset_split=split,
             metric_type="recall",
-            metric_name=f"{direction} {k}",
-            metric_value=values[direction][k],
+            metric_name=f"{direction} {recall_key(k)}",
+            metric_value=values[direction][recall_key(k)],
         )
         for split, values in metrics.items()
         for direction, task in DIRECTIONS.items()
-        for k in ("R@1", "R@5", "R@10")
+        for k in KS
     ]
-
-
-LOCAL = ("/", ".", "~")  # how a local path starts; a hub id ("user/name") never does
 
 
 def encoder_tag(name: str) -> str:
     """An encoder's name as a tag: a local folder becomes its last part, a hub id stays."""
-    return Path(name).name if name.startswith(LOCAL) else name
+    return Path(name).name if is_local_name(name) else name
 
 
 def public_config(config: Config) -> Config:
@@ -178,14 +177,12 @@ def recall_table(metrics: dict[str, Any]) -> list[str]:
     """Markdown lines of the measured Recall@K (in %), one row per split and direction."""
     if not metrics:
         return []
-    lines = ["## Retrieval (Recall@K, %)", "", "| split | direction | R@1 | R@5 | R@10 |"]
-    lines.append("|---|---|---|---|---|")
+    header = " | ".join(["split", "direction", *(recall_key(k) for k in KS)])
+    lines = ["## Retrieval (Recall@K, %)", "", f"| {header} |", "|---" * (2 + len(KS)) + "|"]
     for split, values in metrics.items():
         for direction, task in DIRECTIONS.items():
-            recalls = " | ".join(
-                f"{100 * values[direction][k]:.1f}" for k in ("R@1", "R@5", "R@10")
-            )
-            lines.append(f"| {split} | {task} | {recalls} |")
+            cells = [split, task, *recall_cells(values[direction])]
+            lines.append("| " + " | ".join(cells) + " |")
     counts = next(iter(metrics.values()))
     if "n_images" in counts:
         lines.append(f"\n{counts['n_images']} images, {counts.get('n_captions', '?')} captions.")

@@ -1,4 +1,8 @@
-"""How messages and notebooks print a path: short, and naming no machine's folders.
+"""Paths as names: whether a name is a local path or a hub id, and how a path is printed.
+
+A model name in a config (``text.name``, ``train.init_from``, a checkpoint) is either a local
+folder or a Hugging Face hub id (``owner/model``); ``is_local_name`` is the one rule every
+loader, the model card and the course use to tell them apart.
 
 A notebook's output and a run's messages are read by others (the course book, a bug report), so
 a path is printed relative to where the reader stands (the repository, or the working folder)
@@ -10,6 +14,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+PATH_STARTS = ("/", ".", "~")  # a hub id starts with a letter or digit, never with these
+
+
+def is_local_name(name: str | Path) -> bool:
+    """Whether ``name`` means a local file or folder rather than a hub id.
+
+    A name is local when it is written like a path (absolute, ``~/x``, ``./x``, ``../x``, a
+    hidden ``.x``, or with a backslash) or when it exists on disk (a relative ``runs/demo``); a
+    hub id such as ``"sentence-transformers/all-MiniLM-L6-v2"`` is neither. A folder named like
+    a hub id in the working folder is therefore taken for the folder, as ``transformers`` does.
+    """
+    if isinstance(name, Path):
+        return True
+    return name.startswith(PATH_STARTS) or "\\" in name or Path(name).exists()
 
 
 def shown_path(path: str | Path, base: str | Path | None = None) -> str:

@@ -22,6 +22,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
+from simpleclip.recall import KS, recall_key
+
 # The similarity matrix is drawn for a notebook column: at most 10.5 inches wide (1,050 px at
 # the inline backend's 100 dpi), thumbnails at least 68 px wide for up to 12 pictures.
 MATRIX_WIDTH = 10.5  # inches, labels included
@@ -130,11 +132,10 @@ def plot_training_curves(history: Sequence[dict]) -> Figure:
     epochs = [record["epoch"] for record in history]
     scored = [record for record in history if record["val"] is not None]  # val_split=none: no
     for direction, style in (("t2i", "-"), ("i2t", "--")):
-        for k, color in ((1, "tab:red"), (5, "tab:green"), (10, "tab:purple")):
-            values = [100 * record["val"][direction][f"R@{k}"] for record in scored]
-            recall_ax.plot(
-                [r["epoch"] for r in scored], values, style, color=color, label=f"{direction} R@{k}"
-            )
+        for k, color in zip(KS, ("tab:red", "tab:green", "tab:purple"), strict=True):
+            values = [100 * record["val"][direction][recall_key(k)] for record in scored]
+            label = f"{direction} {recall_key(k)}"
+            recall_ax.plot([r["epoch"] for r in scored], values, style, color=color, label=label)
     recall_ax.set(title="dev recall", xlabel="epoch", ylabel="%", ylim=(0, 101))
     recall_ax.legend(fontsize=7, ncol=2)
     temp_ax.plot(epochs, [record["temperature"] for record in history], "o-", color="tab:orange")

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from simpleclip.checkpoint import atomic_directory, readable_directory
+from simpleclip.checkpoint import atomic_directory, draft_of, previous_of, readable_directory
 from simpleclip.train.checkpoint import gather_rng_states, restore_rng_state
+from simpleclip.train.run_dir import run_files
 
 
 def write(target: Path, text: str) -> None:
@@ -40,6 +41,16 @@ def test_a_crash_between_the_two_renames_is_recovered(tmp_path: Path) -> None:
     (tmp_path / "last").rename(tmp_path / "last.old")  # the state a kill -9 could leave
     with pytest.warns(UserWarning, match="previous save"):
         assert readable_directory(tmp_path / "last", "weights") == tmp_path / "last.old"
+
+
+def test_what_a_killed_save_leaves_in_a_run_folder_is_a_run_file(tmp_path: Path) -> None:
+    # The run folder's cleanup (train/run_dir.py) must know the names the swap uses.
+    with atomic_directory(tmp_path / "best") as tmp:
+        assert tmp == draft_of(tmp_path / "best")  # the new version is written here
+        killed = draft_of(tmp_path / "last", owner=4242)
+        killed.mkdir()  # the draft of a process killed while saving
+    (tmp_path / "best").rename(previous_of(tmp_path / "best"))  # killed between the renames
+    assert run_files(tmp_path) == [killed, tmp_path / "best.old"]
 
 
 def test_missing_checkpoint_error_says_what_was_expected(tmp_path: Path) -> None:

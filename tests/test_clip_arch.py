@@ -17,7 +17,6 @@ from torch import nn
 
 from simpleclip.clip_arch import (
     CLIP,
-    AttentionPool2d,
     BPETokenizer,
     SelfAttention,
     StateDictMismatch,
@@ -32,6 +31,7 @@ from simpleclip.clip_arch import (
     learn_merges,
     validate,
 )
+from simpleclip.encoders import AttentionPool2d
 
 CORPUS = [
     "a photo of a cat",
@@ -260,39 +260,20 @@ def test_resnet_tower_shapes_and_anti_aliasing() -> None:
     assert isinstance(visual.layer2[0].downsample[0], nn.AvgPool2d)
 
 
-def test_attention_pool_queries_with_the_mean_token() -> None:
-    torch.manual_seed(0)
-    pool = AttentionPool2d(grid=3, width=16, heads=4, output_dim=8)
-    x = torch.randn(2, 16, 3, 3)
-    # OpenAI's formulation, sequence first, through torch's multi-head attention.
-    seq = x.flatten(2).permute(2, 0, 1)  # (9, 2, 16)
-    seq = torch.cat([seq.mean(dim=0, keepdim=True), seq]) + pool.positional_embedding[:, None]
-    expected, _ = F.multi_head_attention_forward(
-        query=seq[:1],
-        key=seq,
-        value=seq,
-        embed_dim_to_check=16,
-        num_heads=4,
-        q_proj_weight=pool.q_proj.weight,
-        k_proj_weight=pool.k_proj.weight,
-        v_proj_weight=pool.v_proj.weight,
-        in_proj_weight=None,
-        in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
-        bias_k=None,
-        bias_v=None,
-        add_zero_attn=False,
-        dropout_p=0.0,
-        out_proj_weight=pool.c_proj.weight,
-        out_proj_bias=pool.c_proj.bias,
-        use_separate_proj_weight=True,
-        need_weights=False,
-    )
-    torch.testing.assert_close(pool(x), expected[0], atol=1e-6, rtol=1e-5)
-    # Without positions the pool is a set function: shuffling the pixels changes nothing.
-    with torch.no_grad():
-        pool.positional_embedding.zero_()
-    shuffled = x.flatten(2)[..., torch.randperm(9)].view_as(x)
-    torch.testing.assert_close(pool(shuffled), pool(x), atol=1e-6, rtol=1e-5)
+def test_resnet_pools_with_the_encoders_attention_pool_under_openai_names() -> None:
+    # One attention pool for both towers; its oracle is in test_image_encoders.py.
+    pool = build_clip("tiny-rn").visual.attnpool
+    assert isinstance(pool, AttentionPool2d)
+    assert set(pool.state_dict()) == {
+        "positional_embedding",
+        *(
+            f"{proj}.{p}"
+            for proj in ("q_proj", "k_proj", "v_proj", "c_proj")
+            for p in ("weight", "bias")
+        ),
+    }
+    assert pool.positional_embedding.shape == (2 * 2 + 1, 256)  # 64 px / 32 = 2, 32 * width
+    assert pool.c_proj.out_features == 16  # the pool projects straight into the shared space
 
 
 def test_gradients_reach_every_parameter_of_the_resnet_clip() -> None:

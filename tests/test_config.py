@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import typing
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -56,6 +60,50 @@ def test_overrides_are_parsed_and_type_checked() -> None:
 def test_bad_overrides_say_what_is_wrong(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+LITERAL_FIELDS = {
+    "data.pairs": ("all", "one_per_image"),
+    "image.pooling": ("avg", "attention"),
+    "text.pooling": ("cls", "mean"),
+    "head.kind": ("mlp", "linear", "none"),
+    "loss.kind": ("clip", "siglip"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "train.distributed_loss": ("gather", "local"),
+}
+
+
+def literal_fields() -> dict[str, tuple[str, ...]]:
+    """Every config key whose type is a Literal (alone or with None), with its choices."""
+    found = {}
+    for section in dataclasses.fields(Config):
+        for name, hint in typing.get_type_hints(section.default_factory).items():
+            literal = [h for h in (hint, *typing.get_args(hint)) if typing.get_origin(h) is Literal]
+            if literal:
+                found[f"{section.name}.{name}"] = typing.get_args(literal[0])
+    return found
+
+
+def test_the_enumerated_settings_are_literal_fields() -> None:
+    assert literal_fields() == LITERAL_FIELDS
+
+
+@pytest.mark.parametrize(("key", "choices"), LITERAL_FIELDS.items())
+def test_a_bad_choice_fails_at_load_naming_the_key_and_the_choices(key, choices) -> None:
+    section, name = key.split(".")
+    for choice in choices:  # every listed choice loads
+        assert getattr(getattr(load_config(None, [f"{key}={choice}"]), section), name) == choice
+    named = ".*".join(re.escape(repr(choice)) for choice in choices)
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)} must be .*{named}, got 'typo'"):
+        load_config(None, [f"{key}=typo"])
+
+
+def test_library_guards_read_the_config_choices() -> None:
+    from simpleclip.device import PRECISIONS
+    from simpleclip.heads import HEAD_KINDS
+
+    assert LITERAL_FIELDS["train.precision"] == PRECISIONS
+    assert LITERAL_FIELDS["head.kind"] == HEAD_KINDS
 
 
 def test_yaml_round_trip_and_file_errors(tmp_path: Path) -> None:

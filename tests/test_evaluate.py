@@ -97,6 +97,11 @@ def test_eval_split_reads_the_split_the_way_the_model_expects(
     every = eval_split(model, synthetic_root, "all")
     assert len(every.image_names) == 120 and set(test.image_names) < set(every.image_names)
     assert len(compute_embeddings(model, test).image_embeds) == len(test.image_names)
+    first = eval_split(model, synthetic_root, "test", first_n_images=3)
+    assert first.image_names == test.image_names[:3]  # the split's first pictures, in order
+    own = [c for c, i in zip(test.captions, test.caption_image, strict=True) if i < 3]
+    assert first.captions == own and len(own) > 3  # with every caption of each
+    torch.testing.assert_close(first.load_image(2), test.load_image(2))
 
 
 def test_model_scale_is_the_capped_exp_of_logit_scale(tiny_config, tmp_path, tiny_tokenizer):

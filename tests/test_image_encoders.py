@@ -114,6 +114,16 @@ def test_attention_pool_matches_clips_formulation(out_dim: int | None) -> None:
     torch.testing.assert_close(pool(x), clip_attention_pool_reference(pool, x))
 
 
+def test_attention_pool_without_positions_ignores_pixel_order() -> None:
+    torch.manual_seed(0)
+    pool = AttentionPool2d(in_dim=16, grid_size=3, num_heads=4, out_dim=8)
+    x = torch.randn(2, 16, 3, 3)
+    with torch.no_grad():
+        pool.positional_embedding.zero_()  # without positions the pool is a set function
+    shuffled = x.flatten(2)[..., torch.randperm(9)].view_as(x)
+    torch.testing.assert_close(pool(shuffled), pool(x), atol=1e-6, rtol=1e-5)
+
+
 def test_attention_pooling_differs_from_average_and_learns() -> None:
     torch.manual_seed(0)
     avg = ImageEncoder("tiny", pooling="avg").eval()

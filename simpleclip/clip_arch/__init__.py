@@ -33,7 +33,7 @@ from simpleclip.clip_arch.convert import (
 )
 from simpleclip.clip_arch.model import CLIP, build_clip
 from simpleclip.clip_arch.preprocess import CLIP_MEAN, CLIP_STD, image_transform, load_image
-from simpleclip.clip_arch.resnet import AttentionPool2d, Bottleneck, ModifiedResNet
+from simpleclip.clip_arch.resnet import Bottleneck, ModifiedResNet
 from simpleclip.clip_arch.text import TextTransformer, eot_positions
 from simpleclip.clip_arch.tokenizer import BPETokenizer, learn_merges
 from simpleclip.clip_arch.transformer import (
@@ -50,7 +50,6 @@ __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
     "PRESETS",
-    "AttentionPool2d",
     "BPETokenizer",
     "Bottleneck",
     "CLIPArchConfig",

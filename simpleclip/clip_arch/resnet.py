@@ -4,7 +4,8 @@ Three changes to He et al.'s ResNet (paper section 2.4): a stem of three 3x3 con
 an average pool instead of one 7x7 convolution and a max pool; anti-aliased strided blocks that
 average-pool *before* the stride instead of striding a convolution (Zhang, 2019,
 arXiv:1904.11486); and, instead of global average pooling, one layer of multi-head attention
-whose single query is the mean of the final feature map. ``transformers`` has no CLIP-ResNet,
+whose single query is the mean of the final feature map (``encoders.pooling.AttentionPool2d``,
+built in notebook 02, with OpenAI's parameter names). ``transformers`` has no CLIP-ResNet,
 so pretrained weights come from OpenAI's checkpoints (``clip_arch.from_openai_state_dict``).
 Names follow OpenAI's ``clip/model.py``. Taught in ``notebooks/09_clip_from_scratch.ipynb``.
 """
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from simpleclip.clip_arch.config import VisionConfig
+from simpleclip.encoders.pooling import AttentionPool2d
 
 
 class Bottleneck(nn.Module):
@@ -56,42 +58,6 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class AttentionPool2d(nn.Module):
-    """Pool a feature map with one attention step whose query is the map's mean.
-
-    Args:
-        grid: side of the feature map (input resolution / 32).
-        width: C, channels of the feature map.
-        heads: attention heads.
-        output_dim: E; ``c_proj`` maps into the shared space, so no separate projection follows.
-    """
-
-    def __init__(self, grid: int, width: int, heads: int, output_dim: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.positional_embedding = nn.Parameter(torch.randn(grid * grid + 1, width) / width**0.5)
-        self.q_proj = nn.Linear(width, width)
-        self.k_proj = nn.Linear(width, width)
-        self.v_proj = nn.Linear(width, width)
-        self.c_proj = nn.Linear(width, output_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shapes: x (B, C, H, W) -> (B, E)."""
-        B, C = x.shape[:2]
-        x = x.flatten(2).transpose(1, 2)  # (B, HW, C)
-        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)  # (B, 1 + HW, C), mean first
-        x = x + self.positional_embedding  # (B, 1 + HW, C)
-        q = self.q_proj(x[:, :1])  # (B, 1, C): only the mean token asks
-        k, v = self.k_proj(x), self.v_proj(x)  # (B, 1 + HW, C): every token answers
-
-        def split(t: torch.Tensor) -> torch.Tensor:  # (B, L, C) -> (B, heads, L, C/heads)
-            return t.view(B, t.shape[1], self.heads, C // self.heads).transpose(1, 2)
-
-        scores = split(q) @ split(k).transpose(-2, -1) * (C // self.heads) ** -0.5  # (B, h, 1, L)
-        out = scores.softmax(dim=-1) @ split(v)  # (B, heads, 1, C/heads)
-        return self.c_proj(out.transpose(1, 2).reshape(B, C))  # (B, E)
-
-
 class ModifiedResNet(nn.Module):
     """The CLIP ResNet image encoder.
 
@@ -126,7 +92,7 @@ class ModifiedResNet(nn.Module):
             setattr(self, f"layer{stage}", nn.Sequential(*layer))
             inplanes = planes * 4
         grid = config.image_size // 32  # five halvings: stem conv, stem pool, stages 2-4
-        self.attnpool = AttentionPool2d(grid, width * 32, config.heads, embed_dim)
+        self.attnpool = AttentionPool2d(width * 32, grid, num_heads=config.heads, out_dim=embed_dim)
         self.init_weights()
 
     def init_weights(self) -> None:

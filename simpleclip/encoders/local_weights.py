@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from simpleclip.encoders.errors import EncoderLoadError
+from simpleclip.paths import is_local_name
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -74,16 +75,15 @@ def mismatch_report(model: nn.Module, state: Mapping[str, torch.Tensor], limit: 
 def hf_folder(name: str) -> Path | None:
     """The local Hugging Face folder ``name`` refers to, or None for a hub id.
 
-    A name that exists on disk, or that is written like a path (``./x``, ``/x``, ``~/x``), is a
-    folder; ``owner/model`` hub ids are neither.
+    ``paths.is_local_name`` decides: a name that exists on disk, or that is written like a
+    path (``./x``, ``/x``, ``~/x``), is a folder; ``owner/model`` hub ids are neither.
 
     Raises:
         EncoderLoadError: a path that does not exist, or a folder without a config or weights.
     """
-    path = Path(name).expanduser()
-    looks_like_path = name.startswith(("/", ".", "~")) or "\\" in name
-    if not path.exists() and not looks_like_path:
+    if not is_local_name(name):
         return None
+    path = Path(name).expanduser()
     if not path.is_dir():
         raise EncoderLoadError(
             f"text encoder folder {name!r} does not exist. Give a Hugging Face model folder "

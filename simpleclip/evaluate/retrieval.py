@@ -21,8 +21,7 @@ import torch
 
 from simpleclip.data import CaptionDataset, build_transforms, find_images_dir, load_split
 from simpleclip.inference import caption_batches, embed_images, embed_texts
-
-KS = (1, 5, 10)
+from simpleclip.recall import KS, recall_cells, recall_key
 
 
 @dataclass
@@ -39,6 +38,7 @@ def eval_split(
     root: str | Path,
     split: str | None = "test",
     skip_bad_images: bool = False,
+    first_n_images: int | None = None,
 ) -> CaptionDataset:
     """A split as the model is scored on it: its own eval transform, tokenizer and caption length.
 
@@ -49,9 +49,15 @@ def eval_split(
         split: ``"train"``, ``"dev"`` (or ``"val"``), ``"test"``; ``"all"`` or None for every
             image.
         skip_bad_images: leave out missing or undecodable pictures instead of failing.
+        first_n_images: keep only the split's first N pictures, with all their captions (a
+            figure's worth, read exactly as the whole split would be); None keeps them all.
     """
+    table = load_split(root, None if split in (None, "all") else split)
+    if first_n_images is not None:
+        first = table["image"].drop_duplicates().iloc[:first_n_images]
+        table = table[table["image"].isin(first)].reset_index(drop=True)
     return CaptionDataset(
-        load_split(root, None if split in (None, "all") else split),
+        table,
         find_images_dir(root),
         model.tokenizer,
         build_transforms(model.preprocessing, train=False),
@@ -105,7 +111,7 @@ def retrieval_ranks(
 def recall_from_ranks(ranks: torch.Tensor, ks: tuple[int, ...] = KS) -> dict[str, float]:
     """Recall@K for each K, plus median and mean rank."""
     ranks = ranks.float()
-    metrics = {f"R@{k}": (ranks <= k).float().mean().item() for k in ks}
+    metrics = {recall_key(k): (ranks <= k).float().mean().item() for k in ks}
     metrics["median_rank"] = ranks.median().item()
     metrics["mean_rank"] = ranks.mean().item()
     return metrics
@@ -139,11 +145,10 @@ def save_metrics(metrics: dict, path: str | Path) -> Path:
 
 def format_recall_table(metrics: dict) -> str:
     """A small fixed-width table of the metrics, for the terminal."""
-    header = f"{'direction':<16}" + "".join(f"{k:>8}" for k in ("R@1", "R@5", "R@10")) + "  med r"
+    header = f"{'direction':<16}" + "".join(f"{recall_key(k):>8}" for k in KS) + "  med r"
     rows = [header]
     for key, name in (("t2i", "text -> image"), ("i2t", "image -> text")):
-        m = metrics[key]
-        recalls = "".join(f"{100 * m[k]:>8.1f}" for k in ("R@1", "R@5", "R@10"))
-        rows.append(f"{name:<16}{recalls}  {m['median_rank']:>5.0f}")
+        recalls = "".join(f"{cell:>8}" for cell in recall_cells(metrics[key]))
+        rows.append(f"{name:<16}{recalls}  {metrics[key]['median_rank']:>5.0f}")
     rows.append(f"({metrics['n_images']} images, {metrics['n_captions']} captions; recall in %)")
     return "\n".join(rows)

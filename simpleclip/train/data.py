@@ -15,7 +15,7 @@ from pathlib import Path
 
 from simpleclip.cache import data_cache_dir
 from simpleclip.checkpoint import WEIGHTS, readable_directory
-from simpleclip.config import Config
+from simpleclip.config import NO_VALIDATION, Config
 from simpleclip.data import CaptionDataset, build_transforms, load_split, make_synthetic
 from simpleclip.data.dataset import find_images_dir
 from simpleclip.data.image_cache import build_image_cache
@@ -29,8 +29,6 @@ from simpleclip.train.features import (
     embed_features,
     frozen_towers,
 )
-
-NO_VALIDATION = "none"  # data.val_split value: no per-epoch evaluation
 
 
 def prepare_data(config: Config) -> Path:

@@ -34,10 +34,11 @@ import torch
 
 from simpleclip import collectives
 from simpleclip.allocator import keep_freed_memory
-from simpleclip.checkpoint import WEIGHTS, atomic_directory, readable_directory
-from simpleclip.config import Config, save_config
+from simpleclip.checkpoint import WEIGHTS, atomic_directory, previous_of, readable_directory
+from simpleclip.config import NO_VALIDATION, Config, save_config
 from simpleclip.device import select_device
 from simpleclip.model import CLIPModel
+from simpleclip.recall import DIRECTIONS, KS, recall_key
 from simpleclip.safe_files import load_tensors
 from simpleclip.train import distributed
 from simpleclip.train.checkpoint import disk_full_guard, gather_rng_states, restore_rng_state
@@ -48,7 +49,7 @@ from simpleclip.train.reporting import (
     open_reporters,
     similarity_figure,
 )
-from simpleclip.train.run_dir import claim_run_dir
+from simpleclip.train.run_dir import BEST, LAST, RUN_CONFIG, claim_run_dir
 from simpleclip.train.step import check_train_options
 from simpleclip.train.trainer import Trainer
 
@@ -65,7 +66,7 @@ class TrainResult:
     best_dir: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.best_dir = self.out_dir / "best"
+        self.best_dir = self.out_dir / BEST
 
     @property
     def best_epoch(self) -> int:
@@ -84,7 +85,7 @@ def epoch_score(record: dict[str, Any]) -> float:
     """What ``best/`` maximises: the sum of the six dev recalls (the epoch number without dev)."""
     if record["val"] is None:
         return float(record["epoch"])
-    return sum(record["val"][d][f"R@{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10))
+    return sum(record["val"][d][recall_key(k)] for d in DIRECTIONS for k in KS)
 
 
 def train(
@@ -100,7 +101,7 @@ def train(
             there is refused with FileExistsError (``train.run_dir``).
     """
     check_train_options(config.train)
-    if config.train.patience and config.data.val_split == "none":
+    if config.train.patience and config.data.val_split == NO_VALIDATION:
         raise ValueError(
             f"train.patience={config.train.patience} stops on the dev score, but "
             "data.val_split is 'none'. Name a split to score (data.val_split=dev) or set "
@@ -122,13 +123,13 @@ class NothingToResume(RuntimeError):
 def _train(config: Config, resume: bool, progress: bool, device: torch.device) -> TrainResult:
     start = time.perf_counter()
     out_dir = Path(config.train.out_dir)
-    if resume and not _has_checkpoint(out_dir / "last") and _has_model(out_dir / "best"):
+    if resume and not _has_checkpoint(out_dir / LAST) and _has_model(out_dir / BEST):
         raise NothingToResume(
             f"Nothing to resume in {out_dir}: it has best/ but no last/, the resume state (a "
             "run with train.keep_last=false removes last/ when it finishes). Use best/ as it "
             "is, or train again with --overwrite or another train.out_dir."
         )
-    if resume and not _has_checkpoint(out_dir / "last"):
+    if resume and not _has_checkpoint(out_dir / LAST):
         if collectives.is_main():
             print(
                 f"Nothing to resume in {out_dir}: the run stopped before its first epoch "
@@ -140,7 +141,7 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)  # the same initial weights on every rank
-    last = out_dir / "last"
+    last = out_dir / LAST
     with collectives.main_process_first():  # rank 0 writes the data and downloads weights first
         root = prepare_data(config)
         model = _resume_model(config, last) if resume else new_model(config, root)
@@ -158,7 +159,7 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
     history = state["history"] if resume else None  # metrics.jsonl is cut back to it
     with open_reporters(config, resume, state["step"] + 1, figure, history) as reporters:
         if collectives.is_main():  # metrics.jsonl is started (or kept, on resume) by now
-            save_config(config, out_dir / "config.yaml")
+            save_config(config, out_dir / RUN_CONFIG)
         for epoch in range(state["epoch"], config.train.epochs):
             if _out_of_patience(config, state["history"], progress):
                 break
@@ -166,7 +167,7 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
             main = collectives.is_main()
             record["val"] = collectives.broadcast_object(validate() if main else None)
             _end_epoch(loop, record, state, out_dir, reporters)
-    if not config.train.keep_last and collectives.is_main() and _has_model(out_dir / "best"):
+    if not config.train.keep_last and collectives.is_main() and _has_model(out_dir / BEST):
         _remove_last(out_dir, state["history"], progress)
     return TrainResult(model, state["history"], out_dir, time.perf_counter() - start)
 
@@ -174,7 +175,7 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
 def _remove_last(out_dir: Path, history: list[dict[str, Any]], say: bool) -> None:
     """``train.keep_last=false``: the run ended normally, so its resume state (the model again,
     plus two optimizer moments per trained weight) is no longer needed; ``best/`` is the result."""
-    for folder in (out_dir / "last", out_dir / "last.old"):
+    for folder in (out_dir / LAST, previous_of(out_dir / LAST)):
         shutil.rmtree(folder, ignore_errors=True)
     if say:
         print(
@@ -197,8 +198,8 @@ def _end_epoch(
         with disk_full_guard(out_dir, kept):
             reporters.log(record, record["step"])
             if improved:
-                loop.model.save(out_dir / "best", reference_frozen=True)
-            _save_last(loop, out_dir / "last", state, rng_states)
+                loop.model.save(out_dir / BEST, reference_frozen=True)
+            _save_last(loop, out_dir / LAST, state, rng_states)
     collectives.barrier()  # the checkpoint is complete before any rank goes on (or resumes)
 
 
@@ -243,14 +244,12 @@ def _save_last(loop: Trainer, last: Path, state: dict, rng_states: torch.Tensor)
 
 def _has_checkpoint(last: Path) -> bool:
     """``last/`` (or its ``.old`` twin) holds a complete checkpoint to resume from."""
-    old = last.with_name(last.name + ".old")
-    return any((folder / TRAINER_STATE).is_file() for folder in (last, old))
+    return any((folder / TRAINER_STATE).is_file() for folder in (last, previous_of(last)))
 
 
 def _has_model(folder: Path) -> bool:
     """``folder`` (or its ``.old`` twin) holds a saved model."""
-    old = folder.with_name(folder.name + ".old")
-    return any((f / WEIGHTS).is_file() for f in (folder, old))
+    return any((f / WEIGHTS).is_file() for f in (folder, previous_of(folder)))
 
 
 def _resume_model(config: Config, last: Path) -> CLIPModel:

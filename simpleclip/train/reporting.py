@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from simpleclip import collectives
-from simpleclip.config import Config, check_report_to, to_dict
+from simpleclip.checkpoint import draft_of
+from simpleclip.config import NO_VALIDATION, Config, check_report_to, to_dict
+from simpleclip.train.run_dir import HISTORY
 
 # report_to name -> (module imported, pip package that provides it)
 OPTIONAL = {"tensorboard": ("torch.utils.tensorboard", "tensorboard"), "wandb": ("wandb", "wandb")}
@@ -76,12 +78,12 @@ class JsonlReporter:
     """
 
     def __init__(self, out_dir: Path, resume: bool, history: list[dict] | None = None) -> None:
-        self.path = out_dir / "metrics.jsonl"
+        self.path = out_dir / HISTORY
         if not resume:
             out_dir.mkdir(parents=True, exist_ok=True)
             self.path.write_text("")
         elif history is not None:
-            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+            tmp = draft_of(self.path)
             tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
             tmp.replace(self.path)
 
@@ -263,25 +265,14 @@ def similarity_figure(config: Config, model: Any, root: Path) -> Callable[[Path]
     The pictures come from ``simpleclip.evaluate.figures``, imported here only: training code
     does not otherwise load matplotlib.
     """
-    from simpleclip.train.data import NO_VALIDATION
-
     wanted = any(name in OPTIONAL for name in config.train.report_to)
     if not wanted or config.data.val_split == NO_VALIDATION or not collectives.is_main():
         return None
-    from simpleclip.data import CaptionDataset, build_transforms, find_images_dir, load_split
-    from simpleclip.evaluate import compute_embeddings
+    from simpleclip.evaluate import compute_embeddings, eval_split
     from simpleclip.evaluate.figures import draw_similarity_matrix
 
-    table = load_split(root, config.data.val_split)
-    first = table["image"].drop_duplicates().iloc[:FIGURE_PAIRS]
-    pairs = CaptionDataset(  # as eval_split reads the dev split, cut to its first pictures
-        table[table["image"].isin(first)].reset_index(drop=True),
-        find_images_dir(root),
-        model.tokenizer,
-        build_transforms(model.preprocessing, train=False),
-        max_length=model.max_length,
-        skip_bad_images=config.data.skip_bad_images,
-    )
+    split, skip_bad = config.data.val_split, config.data.skip_bad_images
+    pairs = eval_split(model, root, split, skip_bad, first_n_images=FIGURE_PAIRS)
 
     def draw(path: Path) -> Path:
         embeddings = compute_embeddings(model, pairs)

@@ -8,6 +8,10 @@ training into one folder at once would interleave their checkpoints, so a lock f
 killed leaves its lock behind, and a lock whose process is dead is taken over. Only run files
 (``RUN_FILES``) are ever removed. Under torchrun only rank 0 claims. Tested in
 ``tests/test_run_dir.py``.
+
+The names of a run folder's files are defined here, once: ``train`` writes ``BEST``, ``LAST``,
+``HISTORY`` and ``RUN_CONFIG``; ``simpleclip demo`` adds ``FINAL_MODEL``, ``TEST_METRICS`` and
+two pictures; the course, the app and the CLI read them by these names.
 """
 
 from __future__ import annotations
@@ -20,28 +24,35 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from simpleclip.checkpoint import CONFIG, draft_of, previous_of
 from simpleclip.paths import shown_path
 from simpleclip.train.checkpoint import disk_full_guard
 
 LOCK = "train.lock"
-# What `train` (best/, last/, metrics.jsonl, config.yaml, the .old twins of an interrupted
-# swap) and `simpleclip demo` (model/, metrics.json, pictures) write in a run folder.
+# What `train` writes in a run folder...
+BEST = "best"  # the checkpoint with the best dev score: the run's result
+LAST = "last"  # the latest checkpoint, with the optimizer and RNG state to resume from
+HISTORY = "metrics.jsonl"  # one JSON record per epoch: losses, dev recalls, temperature
+RUN_CONFIG = CONFIG  # the resolved config of the run
+DASHBOARDS = ("tensorboard", "wandb")  # train.report_to's folders
+# ...and what `simpleclip demo` adds.
+FINAL_MODEL = "model"  # the trained model, reloadable with CLIPModel.load
+TEST_METRICS = "metrics.json"  # Recall@K on the test split
+CURVES_FIGURE = "training_curves.png"
+SIMILARITY_FIGURE = "similarity_matrix.png"
+
+CHECKPOINTS = (BEST, LAST, FINAL_MODEL)  # written by swapping folders (atomic_directory)
 RUN_FILES = (
-    "best",
-    "best.old",
-    "last",
-    "last.old",
-    "metrics.jsonl",
-    "config.yaml",
-    "model",
-    "model.old",
-    "metrics.json",
-    "training_curves.png",
-    "similarity_matrix.png",
-    "tensorboard",  # train.report_to's dashboards
-    "wandb",
+    *CHECKPOINTS,
+    *(previous_of(Path(name)).name for name in CHECKPOINTS),  # left by an interrupted swap
+    HISTORY,
+    RUN_CONFIG,
+    *DASHBOARDS,
+    TEST_METRICS,
+    CURVES_FIGURE,
+    SIMILARITY_FIGURE,
 )
-SWAP_FOLDERS = (".best.tmp-*", ".last.tmp-*", ".model.tmp-*")  # half-written by a killed run
+SWAP_FOLDERS = tuple(draft_of(Path(name), "*").name for name in CHECKPOINTS)  # a kill's drafts
 
 
 class RunDirBusy(RuntimeError):

@@ -28,14 +28,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from simpleclip.collectives import mean_over_ranks, world_size
-from simpleclip.config import TrainConfig
+from simpleclip.config import DistributedLoss, TrainConfig
 
 # (image_embeds, text_embeds, batch) -> 0-d loss; the batch supplies the ids.
 LossFn = Callable[[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
@@ -71,7 +71,7 @@ class Towers(nn.Module):
 
 def check_train_options(train: TrainConfig) -> None:
     """Refuse ``micro_batch_size`` and ``distributed_loss`` values that cannot work."""
-    if train.distributed_loss not in ("gather", "local"):
+    if train.distributed_loss not in get_args(DistributedLoss):  # a TrainConfig built by hand
         raise ValueError(
             f"train.distributed_loss must be 'gather' or 'local', got {train.distributed_loss!r}."
         )
