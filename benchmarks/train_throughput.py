@@ -3,8 +3,8 @@
 Prints one JSON line per mode, then one with the speed-up, all measured in one run:
 
 * ``fast``: simpleclip's pipeline. Pictures decoded once into the pre-resized uint8 image cache,
-  captions tokenized once and padded per batch, augmentation on whole batches; on CUDA also bf16
-  autocast, channels_last for CNNs, pinned memory and non-blocking copies, DataLoader workers;
+  then augmented per item as decoded ones are, captions tokenized once and padded per batch; on
+  CUDA also bf16 autocast, channels_last for CNNs, pinned memory and non-blocking copies;
   with ``--set train.compile=true`` the towers are compiled (``torch.compile``; warm-up excluded).
 * ``baseline``: the straightforward loop of the popular tutorials. Each ``__getitem__`` decodes
   the JPEG, runs albumentations and tokenizes its caption padded to ``max_length``; fp32.

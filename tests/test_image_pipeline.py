@@ -19,8 +19,8 @@ from torchvision import transforms as T
 from simpleclip.cache import data_cache_dir
 from simpleclip.clip_arch import CLIP_MEAN, CLIP_STD, image_transform
 from simpleclip.data import ImagePreprocessing, build_transforms, denormalize, load_rgb
-from simpleclip.data.image_cache import BatchAugment, build_image_cache
-from simpleclip.data.transforms import resize_and_crop
+from simpleclip.data.image_cache import build_image_cache
+from simpleclip.data.transforms import after_eval_view, resize_and_crop
 
 PREPROCESSINGS = {
     "imagenet": ImagePreprocessing(),  # 224 px, short side 256, bicubic
@@ -67,17 +67,19 @@ def eval_view(path: Path, pre: ImagePreprocessing) -> np.ndarray:
 
 @pytest.mark.parametrize("name", PREPROCESSINGS)
 def test_eval_view_equals_the_cached_training_view(photos, name: str, tmp_path: Path) -> None:
-    """The image cache + BatchAugment with augmentation off gives the eval view's pixels."""
+    """The image cache + the training steps after the resize, augmentation off, give the eval
+    view's pixels."""
     images, names = photos
     pre = PREPROCESSINGS[name]
     cache = build_image_cache(images, names, pre, data_cache_dir(images.parent))
     assert Path(cache.filename).is_relative_to(tmp_path)  # read-only data: the user cache
-    no_augment = BatchAugment(pre, train=True, crop_scale=(1.0, 1.0), color_jitter=0.0)
-    training = denormalize(no_augment(torch.from_numpy(np.array(cache))), pre).astype(int)
+    no_augment = build_transforms(pre, train=True, crop_scale=(1.0, 1.0), color_jitter=0.0)
+    finish, _ = after_eval_view(no_augment)
     for row, image in enumerate(names):
+        training = denormalize(finish(image=np.array(cache[row]))["image"], pre).astype(int)
         evaluation = eval_view(images / image, pre)
-        assert evaluation.shape == training[row].shape == (pre.input_size, pre.input_size, 3)
-        assert np.abs(evaluation - training[row]).max() <= 1, (name, image)
+        assert evaluation.shape == training.shape == (pre.input_size, pre.input_size, 3)
+        assert np.abs(evaluation - training).max() <= 1, (name, image)
 
 
 @pytest.mark.parametrize("name", PREPROCESSINGS)

@@ -26,7 +26,7 @@ from simpleclip.data.captions import present_images, read_captions
 from simpleclip.data.formats import Layout, find_layout, read_layout
 from simpleclip.data.images import SKIP_HINT, find_unreadable_images, load_rgb
 from simpleclip.data.splits import canonical_split, split_images
-from simpleclip.data.transforms import ImagePreprocessing, build_transforms
+from simpleclip.data.transforms import ImagePreprocessing, after_eval_view, build_transforms
 
 CAPTION_FILES = ("captions.txt", "Flickr8k.token.txt")  # Kaggle, then original
 IMAGE_DIRS = ("Images", "Flicker8k_Dataset", "Flickr8k_Dataset")  # the original zip's typo
@@ -197,11 +197,24 @@ class CaptionDataset(Dataset):
         }
 
     def use_image_cache(self, path: str | Path | None) -> None:
-        """Serve pictures from a ``build_image_cache`` file: uint8 (S, S, 3), no transform.
+        """Serve pictures from a ``build_image_cache`` file instead of decoding their files.
 
-        The batch is then finished by ``BatchAugment``. The file is opened lazily in each
-        process, so DataLoader workers share it instead of copying it.
+        A cached row is already the eval view, so it goes through the transform's steps after
+        the resize only (``after_eval_view``): with the same seed, epoch and item, the very
+        tensor the decoded picture gives. The file is opened lazily in each process, so
+        DataLoader workers share it instead of copying it.
+
+        Raises:
+            ValueError: the cache's pictures are not the size the transform makes.
         """
+        if path is not None:
+            self._after_cache, size = after_eval_view(self.transform)
+            cached = np.load(path, mmap_mode="r").shape[1:]
+            if cached != (size, size, 3):
+                raise ValueError(
+                    f"The image cache {path} holds {cached} pictures, but the transform makes "
+                    f"{size} x {size}: build the cache with the same ImagePreprocessing."
+                )
         self.image_cache_path = Path(path) if path is not None else None
         self._image_cache = None
 
@@ -209,19 +222,22 @@ class CaptionDataset(Dataset):
         return {**self.__dict__, "_image_cache": None}  # workers reopen the memmap themselves
 
     def load_image(self, image_index: int, augment_seed: int | None = None) -> torch.Tensor:
-        """Decode and transform one image: (3, S, S) float tensor.
+        """One picture through the transform: (3, S, S) float tensor.
 
-        With an image cache: the cached (S, S, 3) uint8 picture, untransformed.
+        ``augment_seed`` (the item's index) seeds the random steps together with the dataset's
+        seed and epoch, so a picture gets the same draw from its file or from the image cache.
         """
         if self.image_cache_path is not None:
             if self._image_cache is None:
                 self._image_cache = np.load(self.image_cache_path, mmap_mode="r")
-            return torch.from_numpy(np.array(self._image_cache[image_index]))
-        pixels = np.asarray(load_rgb(self.images_dir / self.image_names[image_index]))
-        if augment_seed is not None and hasattr(self.transform, "set_random_seed"):
+            pixels, transform = np.array(self._image_cache[image_index]), self._after_cache
+        else:
+            pixels = np.asarray(load_rgb(self.images_dir / self.image_names[image_index]))
+            transform = self.transform
+        if augment_seed is not None and hasattr(transform, "set_random_seed"):
             state = np.random.SeedSequence([self.seed, self.epoch, augment_seed]).generate_state(1)
-            self.transform.set_random_seed(int(state[0]))
-        return self.transform(image=pixels)["image"]
+            transform.set_random_seed(int(state[0]))
+        return transform(image=pixels)["image"]
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Stack images and pad captions to the longest one in the batch.

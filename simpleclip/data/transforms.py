@@ -6,11 +6,12 @@ dataset only applies them. Train transforms add mild augmentation; eval transfor
 deterministic. Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 
 One resize serves every path: ``resize_and_crop`` (short side to ``input_size / crop_pct``,
-then a centre square) makes the eval view, the image cache's training pictures
-(``simpleclip.data.image_cache``) and pretrained CLIP's input (``simpleclip.clip_arch``), so a
-model is trained and scored on the same pixels. It resizes with PIL, as timm's eval transform
-and OpenAI's CLIP do: PIL widens its filter when shrinking, so a 500x375 photo is
-antialiased on its way to 224 px instead of aliased as OpenCV's cubic resize would.
+then a centre square) makes the eval view, the image cache's pictures
+(``simpleclip.data.image_cache``, augmented afterwards by the same steps as decoded ones) and
+pretrained CLIP's input (``simpleclip.clip_arch``), so a model is trained and scored on the
+same pixels. It resizes with PIL, as timm's eval transform and OpenAI's CLIP do: PIL widens
+its filter when shrinking, so a 500x375 photo is antialiased on its way to 224 px instead of
+aliased as OpenCV's cubic resize would.
 
 Two augmentations are left out on purpose, because they make true captions false:
 a horizontal flip ("a dog on the left" becomes wrong) and a hue shift ("a red ball" turns blue).
@@ -141,9 +142,10 @@ def build_transforms(
 ) -> A.Compose:
     """Albumentations pipeline from a uint8 HWC RGB array to a normalised CHW float tensor.
 
-    Both pipelines start from the eval view (``resize_and_crop``); training then takes a random
-    crop of that square, as ``image_cache.BatchAugment`` does on cached pictures, so decoded and
-    cached training see the same pictures, and without augmentation both equal the eval view.
+    Both pipelines start from the eval view (``ResizeAndCrop``); training then takes a random
+    crop of that square and jitters its colours. The image cache stores the eval view, so a
+    cached picture goes through the same steps minus the first (``after_eval_view``): decoded
+    and cached training see the same pixels, and without augmentation both equal the eval view.
 
     Args:
         pre: the encoder's preprocessing.
@@ -158,17 +160,36 @@ def build_transforms(
     """
     size = pre.input_size
     steps: list[A.BasicTransform] = [ResizeAndCrop(size, pre.crop_pct, pre.interpolation)]
-    if train:
+    if train and tuple(crop_scale) != (1.0, 1.0):  # the whole square: nothing to crop
         steps.append(
             A.RandomResizedCrop(
                 size=(size, size), scale=crop_scale, interpolation=_CV2_FLAGS[pre.interpolation]
             )
         )
-        if color_jitter > 0:
-            j = color_jitter
-            steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=0.0, p=0.8))
+    if train and color_jitter > 0:
+        j = color_jitter
+        steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=0.0, p=0.8))
     steps += [A.Normalize(mean=pre.mean, std=pre.std, max_pixel_value=255.0), ToTensorV2()]
     return A.Compose(steps)
+
+
+def after_eval_view(transform: A.Compose) -> tuple[A.Compose, int]:
+    """The steps of a ``build_transforms`` pipeline that follow its eval-view resize, and the
+    side of the eval view: what a picture of the image cache, already resized, still needs.
+
+    The steps are the same objects, and ``ResizeAndCrop`` draws no random number, so seeding
+    both pipelines alike gives the cached picture the crop and jitter of the decoded one.
+
+    Raises:
+        ValueError: ``transform`` does not start with ``ResizeAndCrop``.
+    """
+    first, *rest = transform.transforms
+    if not isinstance(first, ResizeAndCrop):
+        raise ValueError(
+            "The image cache needs a transform from build_transforms (its first step, "
+            f"ResizeAndCrop, makes the cached eval view); got {type(first).__name__} first."
+        )
+    return A.Compose(rest), first.input_size
 
 
 def denormalize(images: torch.Tensor, pre: ImagePreprocessing) -> np.ndarray:
