@@ -17,9 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -32,7 +30,7 @@ from simpleclip.cache import (
     weights_fingerprint,
     write_atomic,
 )
-from simpleclip.data import ImageLoadError, build_transforms, load_rgb
+from simpleclip.data import ImageLoadError, ImagePreprocessing, eval_tensor
 from simpleclip.inference import embed_images, embed_texts
 from simpleclip.progress import progress_bar
 
@@ -78,8 +76,8 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 class _ImageFiles(Dataset):
     """Decode and preprocess files (or PIL images); a failure gives its reason, not a tensor."""
 
-    def __init__(self, paths: list[Path | Image.Image], transform: Any) -> None:
-        self.paths, self.transform = paths, transform
+    def __init__(self, paths: list[Path | Image.Image], pre: ImagePreprocessing) -> None:
+        self.paths, self.pre = paths, pre
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -87,12 +85,10 @@ class _ImageFiles(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str]:
         item = self.paths[index]
         try:
-            picture = item.convert("RGB") if isinstance(item, Image.Image) else load_rgb(item)
+            return eval_tensor(item, self.pre), ""
         except (ImageLoadError, Image.DecompressionBombError) as err:
             why = str(err.__cause__ or err).replace(str(item), item.name)  # the path is known
             return None, f"cannot decode: {why}"
-        pixels = np.asarray(picture)
-        return self.transform(image=pixels)["image"], ""
 
 
 def encode_image_files(
@@ -110,9 +106,8 @@ def encode_image_files(
 
     Shapes: N paths -> (N_ok, E) float32 on the CPU, N_ok = number of empty reasons.
     """
-    transform = build_transforms(model.image_encoder.preprocessing, train=False)
     loader = DataLoader(
-        _ImageFiles(paths, transform),
+        _ImageFiles(paths, model.image_encoder.preprocessing),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=list,

@@ -19,6 +19,7 @@ from simpleclip.data import (
     denormalize,
     load_rgb,
     load_split,
+    to_pixels,
 )
 
 SMALL = ImagePreprocessing(input_size=32, mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=1.0)
@@ -39,6 +40,21 @@ def test_transparent_pixels_become_white(tmp_path: Path) -> None:
     rgba.save(tmp_path / "a.png")
     pixels = np.asarray(load_rgb(tmp_path / "a.png"))
     assert pixels[0, 0].tolist() == [255, 0, 0] and pixels[3, 3].tolist() == [255, 255, 255]
+
+
+def test_to_pixels_gives_files_images_and_arrays_the_same_rgb_pixels(tmp_path: Path) -> None:
+    rgba = Image.new("RGBA", (4, 4), (0, 90, 0, 0))  # transparent, hidden colour green
+    rgba.putpixel((0, 0), (255, 0, 0, 255))
+    rgba.save(tmp_path / "a.png")
+    expected = np.asarray(load_rgb(tmp_path / "a.png"))
+    assert expected[3, 3].tolist() == [255, 255, 255]
+    for picture in (tmp_path / "a.png", str(tmp_path / "a.png"), rgba, np.asarray(rgba)):
+        pixels = to_pixels(picture)
+        assert pixels.dtype == np.uint8 and np.array_equal(pixels, expected), type(picture)
+    grey = to_pixels(np.full((3, 5), 7, dtype=np.uint8))
+    assert grey.shape == (3, 5, 3) and (grey == 7).all()
+    with pytest.raises(ValueError, match="must be uint8"):
+        to_pixels(np.zeros((4, 4, 3), dtype=np.float32))
 
 
 @pytest.mark.parametrize("content", [b"", b"not an image at all", "truncated"])

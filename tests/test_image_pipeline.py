@@ -163,3 +163,55 @@ def test_a_picture_declaring_too_many_pixels_is_refused_before_decoding(tmp_path
     fine = tmp_path / "fine.png"
     Image.new("RGB", (MAX_PIXELS // 8_000, 8_000 // 1000)).save(fine)  # under the cap: decodes
     assert load_rgb(fine).mode == "RGB"
+
+
+def transparent_picture() -> Image.Image:
+    """RGBA, 80x60: a red square on a transparent background whose hidden colour is green."""
+    picture = Image.new("RGBA", (80, 60), (0, 200, 0, 0))
+    picture.paste((220, 20, 20, 255), (30, 20, 50, 40))
+    return picture
+
+
+def test_a_transparent_picture_is_one_tensor_and_one_embedding_on_every_path(
+    tmp_path: Path, synthetic_root: Path, tiny_tokenizer
+) -> None:
+    """File or image in memory; dataset, search, zero-shot or CLIP's transform: the
+    transparent background is white, and every path gives the same tensor and embedding."""
+    import pandas as pd
+
+    from simpleclip.clip_arch.preprocess import clip_preprocessing
+    from simpleclip.config import load_config
+    from simpleclip.data import CaptionDataset, eval_tensor
+    from simpleclip.inference import embed_images
+    from simpleclip.model import build_model
+    from simpleclip.search import ImageIndex, encode_image_files
+    from simpleclip.zeroshot import encode_pictures
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    picture = transparent_picture()
+    picture.save(folder / "square.png")
+
+    def dataset_tensor(pre: ImagePreprocessing) -> torch.Tensor:
+        table = pd.DataFrame({"image": ["square.png"], "caption": ["a red square"]})
+        transform = build_transforms(pre, train=False)
+        return CaptionDataset(table, folder, tiny_tokenizer, transform).load_image(0)
+
+    torch.manual_seed(0)
+    config = load_config("synthetic_tiny", [f"data.root={synthetic_root}"])
+    model = build_model(config, tokenizer=tiny_tokenizer).eval()
+    pre = model.image_encoder.preprocessing
+    from_dataset = dataset_tensor(pre)
+    corner = denormalize(from_dataset, pre)[0, 0]
+    assert corner.tolist() == [255, 255, 255]  # transparent -> white, not the hidden green
+    for other in (eval_tensor(picture, pre), eval_tensor(np.asarray(picture), pre)):
+        torch.testing.assert_close(other, from_dataset, atol=0, rtol=0)
+    clip = clip_preprocessing(48)
+    torch.testing.assert_close(image_transform(48)(picture), dataset_tensor(clip), atol=0, rtol=0)
+
+    expected = embed_images(model, from_dataset[None])
+    index = ImageIndex.build(model, folder, cache=False, progress=False)
+    from_search, _ = encode_image_files(model, [picture], progress=False)
+    from_zeroshot = encode_pictures(model, [picture, np.asarray(picture)])
+    for embeds in (index.image_embeds, from_search, from_zeroshot[:1], from_zeroshot[1:]):
+        torch.testing.assert_close(embeds, expected)

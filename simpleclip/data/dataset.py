@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from simpleclip.data.captions import present_images, read_captions
 from simpleclip.data.formats import Layout, find_layout, read_layout
-from simpleclip.data.images import SKIP_HINT, find_unreadable_images, load_rgb
+from simpleclip.data.images import SKIP_HINT, find_unreadable_images, to_pixels
 from simpleclip.data.splits import canonical_split, split_images
 from simpleclip.data.transforms import ImagePreprocessing, after_eval_view, build_transforms
 
@@ -232,7 +232,7 @@ class CaptionDataset(Dataset):
                 self._image_cache = np.load(self.image_cache_path, mmap_mode="r")
             pixels, transform = np.array(self._image_cache[image_index]), self._after_cache
         else:
-            pixels = np.asarray(load_rgb(self.images_dir / self.image_names[image_index]))
+            pixels = to_pixels(self.images_dir / self.image_names[image_index])
             transform = self.transform
         if augment_seed is not None and hasattr(transform, "set_random_seed"):
             state = np.random.SeedSequence([self.seed, self.epoch, augment_seed]).generate_state(1)

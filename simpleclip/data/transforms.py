@@ -19,6 +19,7 @@ a horizontal flip ("a dog on the left" becomes wrong) and a hue shift ("a red ba
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
+
+from simpleclip.data.images import Picture, to_pixels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -63,6 +66,8 @@ class ImagePreprocessing:
     crop_pct: float = 0.875  # resize the short side to floor(input_size / crop_pct), then crop
 
     def __post_init__(self) -> None:
+        for name in ("mean", "std"):  # tuples, so a preprocessing can key a cache
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.interpolation not in _PIL_FILTERS:
             raise ValueError(
                 f"Unknown interpolation {self.interpolation!r}; use one of {sorted(_PIL_FILTERS)}."
@@ -190,6 +195,26 @@ def after_eval_view(transform: A.Compose) -> tuple[A.Compose, int]:
             f"ResizeAndCrop, makes the cached eval view); got {type(first).__name__} first."
         )
     return A.Compose(rest), first.input_size
+
+
+def eval_tensor(picture: Picture, pre: ImagePreprocessing) -> torch.Tensor:
+    """The encoder's input for one picture: the eval view, normalised. Search, zero-shot and
+    pretrained CLIP call this, and evaluation's datasets run the same ``build_transforms``
+    pipeline on ``to_pixels`` of their files, so a picture is one tensor everywhere.
+
+    Args:
+        picture: a file, a PIL image or uint8 pixels (``data.images.to_pixels``: transparent
+            areas become white).
+        pre: the encoder's preprocessing.
+
+    Shapes: (H, W, 3) picture -> (3, S, S) float tensor.
+    """
+    return _eval_transform(pre)(image=to_pixels(picture))["image"]
+
+
+@functools.lru_cache(maxsize=8)
+def _eval_transform(pre: ImagePreprocessing) -> A.Compose:
+    return build_transforms(pre, train=False)  # deterministic, so one per preprocessing
 
 
 def denormalize(images: torch.Tensor, pre: ImagePreprocessing) -> np.ndarray:

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from simpleclip.data import build_transforms, load_rgb
+from simpleclip.data import Picture, eval_tensor
 from simpleclip.inference import embed_images, embed_texts
 
 BARE = ("{}",)  # the class name alone
@@ -55,8 +52,6 @@ TEMPLATE_SETS = {
     "clip ensemble": CLIP_ENSEMBLE,
     "shapes ensemble": SHAPES_ENSEMBLE,
 }
-
-Picture = str | Path | Image.Image | np.ndarray  # a file, a PIL image or an HWC uint8 array
 
 
 @dataclass(frozen=True)
@@ -182,20 +177,12 @@ def encode_pictures(
         raise ValueError("No pictures to encode.")
     if isinstance(pictures, torch.Tensor):
         return embed_images(model, pictures, batch_size)
-    transform = build_transforms(model.image_encoder.preprocessing, train=False)
+    pre = model.image_encoder.preprocessing
     batches = (
-        torch.stack([transform(image=_rgb_array(p))["image"] for p in pictures[i : i + batch_size]])
+        torch.stack([eval_tensor(p, pre) for p in pictures[i : i + batch_size]])
         for i in range(0, len(pictures), batch_size)
     )
     return embed_images(model, batches)
-
-
-def _rgb_array(picture: Picture) -> np.ndarray:
-    if isinstance(picture, str | Path):
-        picture = load_rgb(picture)
-    if isinstance(picture, Image.Image):
-        picture = picture.convert("RGB")
-    return np.asarray(picture)
 
 
 def classify(
