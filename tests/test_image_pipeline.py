@@ -182,9 +182,9 @@ def test_a_transparent_picture_is_one_tensor_and_one_embedding_on_every_path(
     from simpleclip.clip_arch.preprocess import clip_preprocessing
     from simpleclip.config import load_config
     from simpleclip.data import CaptionDataset, eval_tensor
-    from simpleclip.inference import embed_images
+    from simpleclip.inference import embed_images, embed_pictures
     from simpleclip.model import build_model
-    from simpleclip.search import ImageIndex, encode_image_files
+    from simpleclip.search import ImageIndex
     from simpleclip.zeroshot import encode_pictures
 
     folder = tmp_path / "pictures"
@@ -211,7 +211,8 @@ def test_a_transparent_picture_is_one_tensor_and_one_embedding_on_every_path(
 
     expected = embed_images(model, from_dataset[None])
     index = ImageIndex.build(model, folder, cache=False, progress=False)
-    from_search, _ = encode_image_files(model, [picture], progress=False)
+    from_memory, _ = embed_pictures(model, [picture])  # search_image's path for an image
     from_zeroshot = encode_pictures(model, [picture, np.asarray(picture)])
-    for embeds in (index.image_embeds, from_search, from_zeroshot[:1], from_zeroshot[1:]):
+    for embeds in (index.image_embeds, from_memory, from_zeroshot[:1], from_zeroshot[1:]):
         torch.testing.assert_close(embeds, expected)
+    assert index.search_image(picture, top_k=1)[0].score == pytest.approx(1.0, abs=1e-5)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from simpleclip.data import Picture, eval_tensor
-from simpleclip.inference import embed_images, embed_texts
+from simpleclip.data import ImageLoadError, Picture
+from simpleclip.inference import embed_images, embed_pictures, embed_texts
 
 BARE = ("{}",)  # the class name alone
 SINGLE = ("a photo of a {}.",)  # the CLIP paper's default prompt
@@ -164,12 +165,18 @@ def template_similarity(
 def encode_pictures(
     model: torch.nn.Module, pictures: Sequence[Picture] | torch.Tensor, batch_size: int = 64
 ) -> torch.Tensor:
-    """Unit image embeddings with the model's eval preprocessing, in batches, without gradients.
+    """Unit image embeddings of all the pictures (``inference.embed_pictures``), or an error.
+
+    A classification must answer for every picture it was given, so one that cannot be read
+    fails the whole list, each such picture named with its reason.
 
     Args:
         model: a ``CLIPModel``.
         pictures: files, PIL images or HWC uint8 arrays; or a tensor already preprocessed.
         batch_size: pictures per forward pass.
+
+    Raises:
+        ImageLoadError: some pictures cannot be read (the message lists them).
 
     Shapes: N pictures or (N, 3, S, S) -> (N, E) float32 on the CPU.
     """
@@ -177,12 +184,18 @@ def encode_pictures(
         raise ValueError("No pictures to encode.")
     if isinstance(pictures, torch.Tensor):
         return embed_images(model, pictures, batch_size)
-    pre = model.image_encoder.preprocessing
-    batches = (
-        torch.stack([eval_tensor(p, pre) for p in pictures[i : i + batch_size]])
-        for i in range(0, len(pictures), batch_size)
-    )
-    return embed_images(model, batches)
+    embeds, reasons = embed_pictures(model, pictures, batch_size)
+    unreadable = [
+        f"{picture if isinstance(picture, str | Path) else f'picture {i}'}: {reason}"
+        for i, (picture, reason) in enumerate(zip(pictures, reasons, strict=True))
+        if reason
+    ]
+    if unreadable:
+        raise ImageLoadError(
+            f"{len(unreadable)} of {len(pictures)} pictures cannot be read: "
+            + "; ".join(unreadable)
+        )
+    return embeds
 
 
 def classify(
