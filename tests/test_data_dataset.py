@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from simpleclip.data import (
     denormalize,
     load_rgb,
     load_split,
+    pad_token_ids,
     to_pixels,
 )
 
@@ -139,6 +141,30 @@ def test_tokenized_once_and_collate_pads_to_longest(
     pad = batch["input_ids"][batch["attention_mask"] == 0]
     assert (pad == tiny_tokenizer.pad_token_id).all()
     assert batch["images"].shape == (8, 3, 32, 32)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_batches_are_padded_as_the_tokenizer_pads_on_its_own_side(
+    synthetic_root: Path, tiny_tokenizer, side: str
+) -> None:
+    """Ids tokenized once and padded per batch equal ``tokenizer(texts, padding=True)``, for a
+    tokenizer that pads on the left too (the dataset used to pad every one on the right)."""
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.padding_side = side
+    data = make_dataset(synthetic_root, tokenizer)
+    rows = [0, 3, 7, 11, 20]
+    expected = tokenizer([data.captions[i] for i in rows], padding=True, return_tensors="pt")
+    assert expected["attention_mask"].sum(1).unique().numel() > 1  # the lengths differ
+    for batch in (data.collate_text(rows), data.collate([data[i] for i in rows])):
+        assert torch.equal(batch["input_ids"], expected["input_ids"])
+        assert torch.equal(batch["attention_mask"], expected["attention_mask"])
+    real_at_the_end = bool(batch["attention_mask"][:, -1].all())
+    assert real_at_the_end == (side == "left")
+
+
+def test_pad_token_ids_refuses_an_unknown_side() -> None:
+    with pytest.raises(ValueError, match="padding_side"):
+        pad_token_ids([[1, 2], [3]], pad_token_id=0, padding_side="middle")
 
 
 def test_augmentations_are_reproducible_per_epoch_and_item(

@@ -15,6 +15,7 @@ from simpleclip.data.dataset import (
     find_captions_file,
     find_images_dir,
     load_split,
+    pad_token_ids,
 )
 from simpleclip.data.images import (
     ImageLoadError,
@@ -48,6 +49,7 @@ __all__ = [
     "load_rgb",
     "load_split",
     "make_synthetic",
+    "pad_token_ids",
     "read_captions",
     "split_images",
     "to_pixels",

@@ -13,7 +13,7 @@ Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,6 +97,30 @@ def _other_layout(root: str | Path) -> Layout | None:
     return find_layout(root)
 
 
+def pad_token_ids(
+    sequences: Sequence[Sequence[int] | torch.Tensor],
+    pad_token_id: int,
+    padding_side: str = "right",
+) -> dict[str, torch.Tensor]:
+    """Token ids of different lengths -> one padded batch, as ``tokenizer(texts, padding=True)``
+    pads: ``pad_token_id`` on the tokenizer's ``padding_side``, an ``attention_mask`` of 1 on
+    real tokens. The dataset tokenizes once and pads per batch; ``TextEncoder.tokenize`` pads
+    here too, so a caption is the same ids and mask in training and at inference.
+
+    Shapes: N sequences -> input_ids and attention_mask (N, L), L = the longest, int64.
+    """
+    if padding_side not in ("right", "left"):
+        raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}.")
+    longest = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), longest), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        start = 0 if padding_side == "right" else longest - len(ids)
+        input_ids[row, start : start + len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+        attention_mask[row, start : start + len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
 class CaptionDataset(Dataset):
     """Image-caption pairs from a caption table.
 
@@ -104,7 +128,8 @@ class CaptionDataset(Dataset):
         captions: rows with ``image`` and ``caption`` (e.g. from ``load_split``).
         images_dir: folder holding the image files; ``images_dir / image`` is the file, so an
             image may name a subfolder ("val2017/000000139.jpg").
-        tokenizer: a Hugging Face tokenizer; its ``pad_token_id`` pads batches.
+        tokenizer: a Hugging Face tokenizer; its ``pad_token_id`` pads batches, on its
+            ``padding_side`` (``pad_token_ids``).
         transform: albumentations pipeline (``build_transforms``); default: eval, ImageNet.
         pairs: ``"all"`` or ``"one_per_image"`` (see the module docstring).
         max_length: truncate captions to this many tokens (default: the tokenizer's limit).
@@ -143,6 +168,7 @@ class CaptionDataset(Dataset):
             "input_ids"
         ]
         self.pad_token_id = tokenizer.pad_token_id
+        self.padding_side = getattr(tokenizer, "padding_side", "right")  # a model may pad left
         order = np.argsort(self.caption_image, kind="stable")
         counts = np.bincount(self.caption_image, minlength=len(self.image_names))
         self.captions_of_image = np.split(order, np.cumsum(counts)[:-1])
@@ -256,13 +282,7 @@ class CaptionDataset(Dataset):
         return self._pad([torch.tensor(self.token_ids[i]) for i in caption_indices])
 
     def _pad(self, sequences: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        longest = max(len(ids) for ids in sequences)
-        input_ids = torch.full((len(sequences), longest), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-        for row, ids in enumerate(sequences):
-            input_ids[row, : len(ids)] = ids
-            attention_mask[row, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
+        return pad_token_ids(sequences, self.pad_token_id, self.padding_side)
 
     def images(self) -> Dataset:
         """Each image once, with this dataset's transform: for encoding a split image by image."""
