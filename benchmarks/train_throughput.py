@@ -3,11 +3,11 @@
 Prints one JSON line per mode, then one with the speed-up, all measured in one run:
 
 * ``fast``: simpleclip's pipeline, its trainer built by ``Trainer.build`` exactly as ``train``
-  builds it. Pictures decoded once into the pre-resized uint8 image cache, captions tokenized
-  once and padded per batch, augmentation on whole batches; a trained CNN in channels_last
-  (``train.channels_last``); on CUDA also bf16 autocast, pinned memory and non-blocking copies,
-  DataLoader workers; with ``--set train.compile=true`` the towers are compiled
-  (``torch.compile``; warm-up excluded).
+  builds it. Pictures decoded once into the pre-resized uint8 image cache, then augmented per
+  item as decoded ones are, captions tokenized once and padded per batch; a trained CNN in
+  channels_last (``train.channels_last``); on CUDA also bf16 autocast, pinned memory and
+  non-blocking copies, DataLoader workers; with ``--set train.compile=true`` the towers are
+  compiled (``torch.compile``; warm-up excluded).
 * ``baseline``: the straightforward loop of the popular tutorials. Each ``__getitem__`` decodes
   the JPEG, runs albumentations and tokenizes its caption padded to ``max_length``; the same
   trainer in fp32, without channels_last or compiling.
@@ -40,15 +40,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from simpleclip.cache import data_cache_dir
-from simpleclip.config import Config, load_config
-from simpleclip.data import CaptionDataset, build_transforms, load_rgb, load_split
-from simpleclip.data.dataset import find_images_dir
-from simpleclip.data.image_cache import build_image_cache
+from simpleclip.config import NO_VALIDATION, Config, load_config
+from simpleclip.data import CaptionDataset, load_rgb, load_split
 from simpleclip.device import select_device
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.tokenizer import train_wordpiece_tokenizer
-from simpleclip.train.data import prepare_data
+from simpleclip.train.data import prepare_data, training_data
 from simpleclip.train.trainer import Trainer
 
 OFFLINE_ARCHITECTURES = {  # hub text models rebuilt from their default config, no download
@@ -162,19 +159,17 @@ def measure(setups: list[Setup], name: str, steps: int, rounds: int) -> list[dic
 
 
 def make_loader(config: Config, model: CLIPModel, mode: str, device: torch.device) -> DataLoader:
-    root = Path(config.data.root)
-    pre = model.image_encoder.preprocessing
-    transform = build_transforms(pre, True, config.data.crop_scale, config.data.color_jitter)
-    data = CaptionDataset(
-        load_split(root, "train"),
-        find_images_dir(root),
-        model.tokenizer,
-        transform,
-        max_length=config.data.max_length,
+    """The training split built exactly as ``train`` builds it (``training_data``), the image
+    cache on in the fast mode; the baseline wraps the same pictures and transform in the
+    tutorials' per-item dataset."""
+    as_trained = replace(
+        config,
+        data=replace(config.data, image_cache=mode != "baseline", val_split=NO_VALIDATION),
     )
+    data, _ = training_data(as_trained, model, Path(config.data.root))
     workers = config.data.num_workers
     if mode == "baseline":
-        naive = TutorialDataset(data, model.tokenizer, transform, config.data.max_length)
+        naive = TutorialDataset(data, model.tokenizer, data.transform, config.data.max_length)
         return DataLoader(
             naive,
             batch_size=config.train.batch_size,
@@ -182,8 +177,6 @@ def make_loader(config: Config, model: CLIPModel, mode: str, device: torch.devic
             num_workers=workers,
             drop_last=True,
         )
-    cache = build_image_cache(data.images_dir, data.image_names, pre, data_cache_dir(root))
-    data.use_image_cache(cache.filename)
     return DataLoader(
         data,
         batch_size=config.train.batch_size,

@@ -6,7 +6,8 @@ duration only, no gradients, batches moved to the model's device, one precision 
 with ``device.select_precision(device)``: bf16 on CUDA where supported, fp32 on the CPU
 and MPS), and results back as float32 on the CPU, and the random number generator left as it
 was (a ``DataLoader`` draws a seed from it), so training's dropout masks do not depend on what
-was encoded before. They all go through ``encode_batches``.
+was encoded before. They all go through ``encode_batches``; pictures given as files or images
+go through ``embed_pictures``, which reports the ones it cannot read.
 Taught in ``notebooks/07_evaluation.ipynb``.
 """
 
@@ -14,12 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from simpleclip.data import ImageLoadError, ImagePreprocessing, Picture, eval_tensor
 from simpleclip.device import select_precision
 from simpleclip.progress import progress_bar
 
@@ -110,6 +114,73 @@ def embed_images(
     return encode_batches(
         model, encode, images, "image features" if features else "images", progress
     )
+
+
+class _Pictures(Dataset):
+    """Each picture's eval tensor, or, for one that cannot be read, ``None`` and the reason:
+    a broken file must not stop the others, and the caller decides what to do with it."""
+
+    def __init__(self, pictures: Sequence[Picture], pre: ImagePreprocessing) -> None:
+        self.pictures, self.pre = pictures, pre
+
+    def __len__(self) -> int:
+        return len(self.pictures)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str]:
+        picture = self.pictures[index]
+        try:
+            return eval_tensor(picture, self.pre), ""
+        except (ImageLoadError, Image.DecompressionBombError) as err:
+            why = str(err.__cause__ or err)
+            if isinstance(picture, str | Path):  # the caller knows the folder: name the file
+                why = why.replace(str(picture), Path(picture).name)
+            return None, f"cannot decode: {why}"
+
+
+def embed_pictures(
+    model: nn.Module,
+    pictures: Sequence[Picture],
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> tuple[torch.Tensor, list[str]]:
+    """Unit image embeddings of pictures with the model's eval preprocessing (``eval_tensor``).
+
+    A picture that cannot be read is reported, never dropped silently: search lists it as
+    skipped, zero-shot classification refuses the whole list and names it.
+
+    Args:
+        model: a ``CLIPModel``.
+        pictures: files, PIL images or HWC uint8 arrays (``data.images.to_pixels``).
+        batch_size: pictures per forward pass.
+        num_workers: ``DataLoader`` processes that decode the pictures.
+        progress: show a progress bar.
+
+    Returns:
+        ``(image_embeds, reasons)``: the embeddings of the pictures that could be read, in
+        order, and one reason per picture (``""`` for each one encoded).
+
+    Shapes: N pictures -> (N_ok, E) float32 on the CPU, N_ok = number of empty reasons.
+    """
+    loader = DataLoader(
+        _Pictures(pictures, model.image_encoder.preprocessing),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=list,
+    )
+    reasons: list[str] = []
+
+    def readable() -> Iterator[torch.Tensor]:  # the batches of readable pictures; reasons aside
+        bar = progress_bar(
+            loader, desc="pictures", disable=not (progress and len(pictures)), leave=False
+        )
+        for batch in bar:
+            reasons.extend(reason for _, reason in batch)
+            good = [pixels for pixels, _ in batch if pixels is not None]
+            if good:
+                yield torch.stack(good)
+
+    return embed_images(model, readable()), reasons
 
 
 def embed_texts(

@@ -7,22 +7,18 @@ reported, never fatal. The index is cached with ``torch.save`` under ``default_c
 (the ``search/`` folder of ``simpleclip.cache.user_cache_dir``), never inside the searched
 folder, keyed by the folder and a fingerprint of the image tower; each entry remembers a
 file's ``simpleclip.cache.file_stamp``, so only new or changed files are encoded again.
-Encoding goes through ``simpleclip.inference``. The ``simpleclip search`` command is in
-``simpleclip.cli.search``. Taught in ``notebooks/07_evaluation.ipynb``; retrieval as in the
-CLIP paper's Flickr30k and MSCOCO results.
+Encoding goes through ``simpleclip.inference.embed_pictures``. The ``simpleclip search``
+command is in ``simpleclip.cli.search``. Taught in ``notebooks/07_evaluation.ipynb``; retrieval
+as in the CLIP paper's Flickr30k and MSCOCO results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
 from simpleclip.cache import (
     digest,
@@ -32,9 +28,7 @@ from simpleclip.cache import (
     weights_fingerprint,
     write_atomic,
 )
-from simpleclip.data import ImageLoadError, build_transforms, load_rgb
-from simpleclip.inference import embed_images, embed_texts
-from simpleclip.progress import progress_bar
+from simpleclip.inference import embed_pictures, embed_texts
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 CACHE_VERSION = 2  # bump when the cache layout or fingerprint changes: older files are ignored
@@ -73,63 +67,6 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     """
     tower = weights_fingerprint(model.image_encoder, model.image_head)
     return digest(repr(model.image_encoder.preprocessing), tower)
-
-
-class _ImageFiles(Dataset):
-    """Decode and preprocess files (or PIL images); a failure gives its reason, not a tensor."""
-
-    def __init__(self, paths: list[Path | Image.Image], transform: Any) -> None:
-        self.paths, self.transform = paths, transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str]:
-        item = self.paths[index]
-        try:
-            picture = item.convert("RGB") if isinstance(item, Image.Image) else load_rgb(item)
-        except (ImageLoadError, Image.DecompressionBombError) as err:
-            why = str(err.__cause__ or err).replace(str(item), item.name)  # the path is known
-            return None, f"cannot decode: {why}"
-        pixels = np.asarray(picture)
-        return self.transform(image=pixels)["image"], ""
-
-
-def encode_image_files(
-    model: torch.nn.Module,
-    paths: list[Path | Image.Image],
-    batch_size: int = 64,
-    num_workers: int = 0,
-    progress: bool = True,
-) -> tuple[torch.Tensor, list[str]]:
-    """Encode picture files with the model's eval preprocessing, in batches, without gradients.
-
-    Returns:
-        ``(image_embeds, reasons)``: the embeddings of the files that could be decoded, in
-        order, and one reason per path (``""`` for each file that was encoded).
-
-    Shapes: N paths -> (N_ok, E) float32 on the CPU, N_ok = number of empty reasons.
-    """
-    transform = build_transforms(model.image_encoder.preprocessing, train=False)
-    loader = DataLoader(
-        _ImageFiles(paths, transform),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=list,
-    )
-    reasons: list[str] = []
-
-    def decoded() -> Iterator[torch.Tensor]:  # the pictures that decode; the reasons on the side
-        bar = progress_bar(
-            loader, desc="indexing images", disable=not (progress and paths), leave=False
-        )
-        for batch in bar:
-            reasons.extend(reason for _, reason in batch)
-            good = [pixels for pixels, _ in batch if pixels is not None]
-            if good:
-                yield torch.stack(good)
-
-    return embed_images(model, decoded()), reasons
 
 
 class ImageIndex:
@@ -201,7 +138,7 @@ class ImageIndex:
         known = _read_cache(cache_file, fingerprint) if cache_file else {}
         stamps = {p: file_stamp(p) for p in pictures}
         todo = [p for p in pictures if p not in known or known[p][0] != stamps[p]]
-        embeds, reasons = encode_image_files(model, todo, batch_size, num_workers, progress)
+        embeds, reasons = embed_pictures(model, todo, batch_size, num_workers, progress)
         fresh = iter(embeds)
         for path, reason in zip(todo, reasons, strict=True):
             known[path] = (stamps[path], None if reason else next(fresh), reason)
@@ -239,7 +176,7 @@ class ImageIndex:
     def search_image(self, image: str | Path | Image.Image, top_k: int = 9) -> list[SearchHit]:
         """The ``top_k`` pictures most like ``image`` (itself first, if it is in the folder)."""
         item = image if isinstance(image, Image.Image) else Path(image)
-        embeds, reasons = encode_image_files(self.model, [item], progress=False)
+        embeds, reasons = embed_pictures(self.model, [item])
         if reasons[0]:
             raise ValueError(f"{image}: {reasons[0]}")
         return self.rank(embeds[0], top_k)

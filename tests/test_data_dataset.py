@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from simpleclip.data import (
     denormalize,
     load_rgb,
     load_split,
+    pad_token_ids,
+    to_pixels,
 )
 
 SMALL = ImagePreprocessing(input_size=32, mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=1.0)
@@ -39,6 +42,21 @@ def test_transparent_pixels_become_white(tmp_path: Path) -> None:
     rgba.save(tmp_path / "a.png")
     pixels = np.asarray(load_rgb(tmp_path / "a.png"))
     assert pixels[0, 0].tolist() == [255, 0, 0] and pixels[3, 3].tolist() == [255, 255, 255]
+
+
+def test_to_pixels_gives_files_images_and_arrays_the_same_rgb_pixels(tmp_path: Path) -> None:
+    rgba = Image.new("RGBA", (4, 4), (0, 90, 0, 0))  # transparent, hidden colour green
+    rgba.putpixel((0, 0), (255, 0, 0, 255))
+    rgba.save(tmp_path / "a.png")
+    expected = np.asarray(load_rgb(tmp_path / "a.png"))
+    assert expected[3, 3].tolist() == [255, 255, 255]
+    for picture in (tmp_path / "a.png", str(tmp_path / "a.png"), rgba, np.asarray(rgba)):
+        pixels = to_pixels(picture)
+        assert pixels.dtype == np.uint8 and np.array_equal(pixels, expected), type(picture)
+    grey = to_pixels(np.full((3, 5), 7, dtype=np.uint8))
+    assert grey.shape == (3, 5, 3) and (grey == 7).all()
+    with pytest.raises(ValueError, match="must be uint8"):
+        to_pixels(np.zeros((4, 4, 3), dtype=np.float32))
 
 
 @pytest.mark.parametrize("content", [b"", b"not an image at all", "truncated"])
@@ -123,6 +141,30 @@ def test_tokenized_once_and_collate_pads_to_longest(
     pad = batch["input_ids"][batch["attention_mask"] == 0]
     assert (pad == tiny_tokenizer.pad_token_id).all()
     assert batch["images"].shape == (8, 3, 32, 32)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_batches_are_padded_as_the_tokenizer_pads_on_its_own_side(
+    synthetic_root: Path, tiny_tokenizer, side: str
+) -> None:
+    """Ids tokenized once and padded per batch equal ``tokenizer(texts, padding=True)``, for a
+    tokenizer that pads on the left too (the dataset used to pad every one on the right)."""
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.padding_side = side
+    data = make_dataset(synthetic_root, tokenizer)
+    rows = [0, 3, 7, 11, 20]
+    expected = tokenizer([data.captions[i] for i in rows], padding=True, return_tensors="pt")
+    assert expected["attention_mask"].sum(1).unique().numel() > 1  # the lengths differ
+    for batch in (data.collate_text(rows), data.collate([data[i] for i in rows])):
+        assert torch.equal(batch["input_ids"], expected["input_ids"])
+        assert torch.equal(batch["attention_mask"], expected["attention_mask"])
+    real_at_the_end = bool(batch["attention_mask"][:, -1].all())
+    assert real_at_the_end == (side == "left")
+
+
+def test_pad_token_ids_refuses_an_unknown_side() -> None:
+    with pytest.raises(ValueError, match="padding_side"):
+        pad_token_ids([[1, 2], [3]], pad_token_id=0, padding_side="middle")
 
 
 def test_augmentations_are_reproducible_per_epoch_and_item(

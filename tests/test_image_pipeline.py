@@ -19,8 +19,8 @@ from torchvision import transforms as T
 from simpleclip.cache import data_cache_dir
 from simpleclip.clip_arch import CLIP_MEAN, CLIP_STD, image_transform
 from simpleclip.data import ImagePreprocessing, build_transforms, denormalize, load_rgb
-from simpleclip.data.image_cache import BatchAugment, build_image_cache
-from simpleclip.data.transforms import resize_and_crop
+from simpleclip.data.image_cache import build_image_cache
+from simpleclip.data.transforms import after_eval_view, resize_and_crop
 
 PREPROCESSINGS = {
     "imagenet": ImagePreprocessing(),  # 224 px, short side 256, bicubic
@@ -67,17 +67,19 @@ def eval_view(path: Path, pre: ImagePreprocessing) -> np.ndarray:
 
 @pytest.mark.parametrize("name", PREPROCESSINGS)
 def test_eval_view_equals_the_cached_training_view(photos, name: str, tmp_path: Path) -> None:
-    """The image cache + BatchAugment with augmentation off gives the eval view's pixels."""
+    """The image cache + the training steps after the resize, augmentation off, give the eval
+    view's pixels."""
     images, names = photos
     pre = PREPROCESSINGS[name]
     cache = build_image_cache(images, names, pre, data_cache_dir(images.parent))
     assert Path(cache.filename).is_relative_to(tmp_path)  # read-only data: the user cache
-    no_augment = BatchAugment(pre, train=True, crop_scale=(1.0, 1.0), color_jitter=0.0)
-    training = denormalize(no_augment(torch.from_numpy(np.array(cache))), pre).astype(int)
+    no_augment = build_transforms(pre, train=True, crop_scale=(1.0, 1.0), color_jitter=0.0)
+    finish, _ = after_eval_view(no_augment)
     for row, image in enumerate(names):
+        training = denormalize(finish(image=np.array(cache[row]))["image"], pre).astype(int)
         evaluation = eval_view(images / image, pre)
-        assert evaluation.shape == training[row].shape == (pre.input_size, pre.input_size, 3)
-        assert np.abs(evaluation - training[row]).max() <= 1, (name, image)
+        assert evaluation.shape == training.shape == (pre.input_size, pre.input_size, 3)
+        assert np.abs(evaluation - training).max() <= 1, (name, image)
 
 
 @pytest.mark.parametrize("name", PREPROCESSINGS)
@@ -161,3 +163,56 @@ def test_a_picture_declaring_too_many_pixels_is_refused_before_decoding(tmp_path
     fine = tmp_path / "fine.png"
     Image.new("RGB", (MAX_PIXELS // 8_000, 8_000 // 1000)).save(fine)  # under the cap: decodes
     assert load_rgb(fine).mode == "RGB"
+
+
+def transparent_picture() -> Image.Image:
+    """RGBA, 80x60: a red square on a transparent background whose hidden colour is green."""
+    picture = Image.new("RGBA", (80, 60), (0, 200, 0, 0))
+    picture.paste((220, 20, 20, 255), (30, 20, 50, 40))
+    return picture
+
+
+def test_a_transparent_picture_is_one_tensor_and_one_embedding_on_every_path(
+    tmp_path: Path, synthetic_root: Path, tiny_tokenizer
+) -> None:
+    """File or image in memory; dataset, search, zero-shot or CLIP's transform: the
+    transparent background is white, and every path gives the same tensor and embedding."""
+    import pandas as pd
+
+    from simpleclip.clip_arch.preprocess import clip_preprocessing
+    from simpleclip.config import load_config
+    from simpleclip.data import CaptionDataset, eval_tensor
+    from simpleclip.inference import embed_images, embed_pictures
+    from simpleclip.model import build_model
+    from simpleclip.search import ImageIndex
+    from simpleclip.zeroshot import encode_pictures
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    picture = transparent_picture()
+    picture.save(folder / "square.png")
+
+    def dataset_tensor(pre: ImagePreprocessing) -> torch.Tensor:
+        table = pd.DataFrame({"image": ["square.png"], "caption": ["a red square"]})
+        transform = build_transforms(pre, train=False)
+        return CaptionDataset(table, folder, tiny_tokenizer, transform).load_image(0)
+
+    torch.manual_seed(0)
+    config = load_config("synthetic_tiny", [f"data.root={synthetic_root}"])
+    model = build_model(config, tokenizer=tiny_tokenizer).eval()
+    pre = model.image_encoder.preprocessing
+    from_dataset = dataset_tensor(pre)
+    corner = denormalize(from_dataset, pre)[0, 0]
+    assert corner.tolist() == [255, 255, 255]  # transparent -> white, not the hidden green
+    for other in (eval_tensor(picture, pre), eval_tensor(np.asarray(picture), pre)):
+        torch.testing.assert_close(other, from_dataset, atol=0, rtol=0)
+    clip = clip_preprocessing(48)
+    torch.testing.assert_close(image_transform(48)(picture), dataset_tensor(clip), atol=0, rtol=0)
+
+    expected = embed_images(model, from_dataset[None])
+    index = ImageIndex.build(model, folder, cache=False, progress=False)
+    from_memory, _ = embed_pictures(model, [picture])  # search_image's path for an image
+    from_zeroshot = encode_pictures(model, [picture, np.asarray(picture)])
+    for embeds in (index.image_embeds, from_memory, from_zeroshot[:1], from_zeroshot[1:]):
+        torch.testing.assert_close(embeds, expected)
+    assert index.search_image(picture, top_k=1)[0].score == pytest.approx(1.0, abs=1e-5)

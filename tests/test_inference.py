@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -12,6 +13,7 @@ from simpleclip.data import CaptionDataset, build_transforms, load_split
 from simpleclip.inference import (
     caption_batches,
     embed_images,
+    embed_pictures,
     embed_texts,
     encode_batches,
     eval_mode,
@@ -107,3 +109,34 @@ def test_encode_batches_accepts_mappings_and_nothing() -> None:
     with torch.no_grad():
         torch.testing.assert_close(out, model(torch.cat([b["x"] for b in batches])))
     assert encode_batches(model, model, []).shape == (0, 0)
+
+
+def test_embed_pictures_encodes_the_readable_ones_and_reports_the_others(
+    model, dataset, tmp_path: Path
+) -> None:
+    """Files, images and arrays alike; a broken file is reported by name, never dropped silently."""
+    from simpleclip.data import load_rgb
+
+    files = [dataset.images_dir / name for name in dataset.image_names[:3]]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a picture")
+    picture = load_rgb(files[1])
+    pictures = [
+        files[0],
+        broken,
+        picture,
+        np.asarray(picture),
+        str(files[2]),
+        tmp_path / "gone.png",
+    ]
+    embeds, reasons = embed_pictures(model, pictures, batch_size=4)
+    assert [bool(r) for r in reasons] == [False, True, False, False, False, True]
+    assert reasons[1].startswith("cannot decode") and "broken.jpg" in reasons[1]
+    assert "gone.png" in reasons[5] and str(tmp_path) not in reasons[1] + reasons[5]
+    assert model.training  # the caller's mode comes back
+    pixels = torch.stack([dataset.load_image(i) for i in (0, 1, 1, 2)])
+    with torch.no_grad():
+        reference = model.eval().encode_image(pixels)
+    torch.testing.assert_close(embeds, reference, atol=1e-5, rtol=1e-5)
+    empty, none = embed_pictures(model, [])
+    assert empty.shape == (0, 0) and none == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
@@ -52,6 +53,26 @@ def test_tiny_encoder_shapes_and_attributes(tiny_encoder, tiny_tokenizer) -> Non
     assert batch["input_ids"].shape[0] == 3
     features = tiny_encoder(batch["input_ids"], batch["attention_mask"])
     assert features.shape == (3, tiny_encoder.out_dim)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_tokenize_pads_as_the_tokenizer_and_the_dataset_do(
+    synthetic_root, tiny_tokenizer, side: str
+) -> None:
+    """The same ids and mask as ``tokenizer(..., padding=True)`` and as a training batch."""
+    from simpleclip.data import CaptionDataset, load_split
+
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.padding_side = side
+    encoder = TextEncoder("tiny", tokenizer=tokenizer)
+    data = CaptionDataset(load_split(synthetic_root, "train"), synthetic_root / "Images", tokenizer)
+    texts = data.captions[:6]
+    batch = encoder.tokenize(texts)
+    expected = tokenizer(texts, padding=True, return_tensors="pt")
+    training = data.collate_text(range(6))
+    for key in ("input_ids", "attention_mask"):
+        assert torch.equal(batch[key], expected[key]) and torch.equal(batch[key], training[key])
+    assert bool(batch["attention_mask"][:, 0].all()) == (side == "right")
 
 
 def test_tokenize_truncates_at_max_length(tiny_tokenizer) -> None:

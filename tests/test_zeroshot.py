@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from simpleclip.data import load_split
+from simpleclip.data import ImageLoadError, load_split
 from simpleclip.inference import embed_texts
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.train import train
@@ -123,6 +123,16 @@ def test_files_pictures_arrays_and_tensors_give_the_same_answer(
         torch.testing.assert_close(other, embeds[0])
     many = encode_pictures(tiny_model, [path] * 5, batch_size=2)  # batches of 2, 2, 1
     torch.testing.assert_close(many, embeds[0].expand(5, -1))
+
+
+def test_encode_pictures_refuses_a_list_with_unreadable_pictures_and_names_them(
+    tiny_model: CLIPModel, synthetic_root: Path, tmp_path: Path
+) -> None:
+    good = sorted((synthetic_root / "Images").iterdir())[0]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a picture")
+    with pytest.raises(ImageLoadError, match=r"1 of 3 pictures cannot be read: .*broken\.jpg"):
+        encode_pictures(tiny_model, [good, broken, good])
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ prepared differently still embed, but worse. Taught in ``notebooks/09_clip_from_
 
 There is no separate implementation here: CLIP's recipe is an ``ImagePreprocessing`` with
 ``crop_pct=1`` and bicubic interpolation, run by the one pipeline every other path uses
-(``simpleclip.data.transforms.resize_and_crop``). Parity needs bicubic exactly, and PIL's
+(``simpleclip.data.transforms.eval_tensor``). Parity needs bicubic exactly, and PIL's
 antialiased bicubic with torchvision's size rules, which that pipeline gives pixel for pixel.
 """
 
@@ -19,19 +19,18 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
-from simpleclip.data.images import load_rgb, to_rgb
-from simpleclip.data.transforms import ImagePreprocessing, build_transforms
+from simpleclip.data.images import Picture, load_rgb, to_rgb
+from simpleclip.data.transforms import ImagePreprocessing, eval_tensor
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def clip_preprocessing(image_size: int = 224) -> ImagePreprocessing:
-    """CLIP's recipe as an ``ImagePreprocessing``: for ``build_transforms`` and datasets."""
+    """CLIP's recipe as an ``ImagePreprocessing``: for ``eval_tensor`` and datasets."""
     return ImagePreprocessing(
         input_size=image_size,
         mean=CLIP_MEAN,
@@ -41,19 +40,15 @@ def clip_preprocessing(image_size: int = 224) -> ImagePreprocessing:
     )
 
 
-def image_transform(image_size: int = 224) -> Callable[[Image.Image], torch.Tensor]:
-    """The PIL image -> normalised tensor function pretrained CLIP was trained with.
-
-    Transparent pixels become white first, as in every other path (``data.images.to_rgb``).
+def image_transform(image_size: int = 224) -> Callable[[Picture], torch.Tensor]:
+    """The picture -> normalised tensor function pretrained CLIP was trained with:
+    ``data.transforms.eval_tensor`` with ``clip_preprocessing`` (transparent pixels become
+    white first, as in every other path).
 
     Shapes:
-        PIL image of any size -> (3, image_size, image_size)
+        picture of any size -> (3, image_size, image_size)
     """
-    return partial(_transform_pil, build_transforms(clip_preprocessing(image_size), train=False))
-
-
-def _transform_pil(transform: Callable[..., dict], image: Image.Image) -> torch.Tensor:
-    return transform(image=np.asarray(to_rgb(image)))["image"]
+    return partial(eval_tensor, pre=clip_preprocessing(image_size))
 
 
 def load_image(source: str | Path, timeout: float = 10.0) -> Image.Image:

@@ -3,7 +3,8 @@
 ``captions`` reads both Flickr8k caption formats (and any ``image,caption`` CSV), ``formats``
 reads Flickr30k and COCO Captions into the same table (Karpathy's splits when present),
 ``splits`` assigns images to train/dev/test,
-``images`` decodes photos safely, ``transforms`` prepares pixels for an encoder, ``dataset``
+``images`` decodes photos safely (any picture -> RGB pixels: ``to_pixels``), ``transforms``
+prepares pixels for an encoder (one picture's eval input: ``eval_tensor``), ``dataset``
 builds the PyTorch dataset, ``synthetic`` writes the built-in shapes set and ``download``
 fetches the real archives. Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 """
@@ -14,11 +15,23 @@ from simpleclip.data.dataset import (
     find_captions_file,
     find_images_dir,
     load_split,
+    pad_token_ids,
 )
-from simpleclip.data.images import ImageLoadError, find_unreadable_images, load_rgb
+from simpleclip.data.images import (
+    ImageLoadError,
+    Picture,
+    find_unreadable_images,
+    load_rgb,
+    to_pixels,
+)
 from simpleclip.data.splits import SPLIT_FILES, split_images
 from simpleclip.data.synthetic import make_synthetic
-from simpleclip.data.transforms import ImagePreprocessing, build_transforms, denormalize
+from simpleclip.data.transforms import (
+    ImagePreprocessing,
+    build_transforms,
+    denormalize,
+    eval_tensor,
+)
 
 __all__ = [
     "SPLIT_FILES",
@@ -26,14 +39,18 @@ __all__ = [
     "CaptionFormatError",
     "ImageLoadError",
     "ImagePreprocessing",
+    "Picture",
     "build_transforms",
     "denormalize",
+    "eval_tensor",
     "find_captions_file",
     "find_images_dir",
     "find_unreadable_images",
     "load_rgb",
     "load_split",
     "make_synthetic",
+    "pad_token_ids",
     "read_captions",
     "split_images",
+    "to_pixels",
 ]

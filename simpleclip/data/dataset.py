@@ -13,7 +13,7 @@ Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 
 from simpleclip.data.captions import present_images, read_captions
 from simpleclip.data.formats import Layout, find_layout, read_layout
-from simpleclip.data.images import SKIP_HINT, find_unreadable_images, load_rgb
+from simpleclip.data.images import SKIP_HINT, find_unreadable_images, to_pixels
 from simpleclip.data.splits import canonical_split, split_images
-from simpleclip.data.transforms import ImagePreprocessing, build_transforms
+from simpleclip.data.transforms import ImagePreprocessing, after_eval_view, build_transforms
 
 CAPTION_FILES = ("captions.txt", "Flickr8k.token.txt")  # Kaggle, then original
 IMAGE_DIRS = ("Images", "Flicker8k_Dataset", "Flickr8k_Dataset")  # the original zip's typo
@@ -97,6 +97,30 @@ def _other_layout(root: str | Path) -> Layout | None:
     return find_layout(root)
 
 
+def pad_token_ids(
+    sequences: Sequence[Sequence[int] | torch.Tensor],
+    pad_token_id: int,
+    padding_side: str = "right",
+) -> dict[str, torch.Tensor]:
+    """Token ids of different lengths -> one padded batch, as ``tokenizer(texts, padding=True)``
+    pads: ``pad_token_id`` on the tokenizer's ``padding_side``, an ``attention_mask`` of 1 on
+    real tokens. The dataset tokenizes once and pads per batch; ``TextEncoder.tokenize`` pads
+    here too, so a caption is the same ids and mask in training and at inference.
+
+    Shapes: N sequences -> input_ids and attention_mask (N, L), L = the longest, int64.
+    """
+    if padding_side not in ("right", "left"):
+        raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}.")
+    longest = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), longest), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        start = 0 if padding_side == "right" else longest - len(ids)
+        input_ids[row, start : start + len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+        attention_mask[row, start : start + len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
 class CaptionDataset(Dataset):
     """Image-caption pairs from a caption table.
 
@@ -104,7 +128,8 @@ class CaptionDataset(Dataset):
         captions: rows with ``image`` and ``caption`` (e.g. from ``load_split``).
         images_dir: folder holding the image files; ``images_dir / image`` is the file, so an
             image may name a subfolder ("val2017/000000139.jpg").
-        tokenizer: a Hugging Face tokenizer; its ``pad_token_id`` pads batches.
+        tokenizer: a Hugging Face tokenizer; its ``pad_token_id`` pads batches, on its
+            ``padding_side`` (``pad_token_ids``).
         transform: albumentations pipeline (``build_transforms``); default: eval, ImageNet.
         pairs: ``"all"`` or ``"one_per_image"`` (see the module docstring).
         max_length: truncate captions to this many tokens (default: the tokenizer's limit).
@@ -143,6 +168,7 @@ class CaptionDataset(Dataset):
             "input_ids"
         ]
         self.pad_token_id = tokenizer.pad_token_id
+        self.padding_side = getattr(tokenizer, "padding_side", "right")  # a model may pad left
         order = np.argsort(self.caption_image, kind="stable")
         counts = np.bincount(self.caption_image, minlength=len(self.image_names))
         self.captions_of_image = np.split(order, np.cumsum(counts)[:-1])
@@ -197,11 +223,24 @@ class CaptionDataset(Dataset):
         }
 
     def use_image_cache(self, path: str | Path | None) -> None:
-        """Serve pictures from a ``build_image_cache`` file: uint8 (S, S, 3), no transform.
+        """Serve pictures from a ``build_image_cache`` file instead of decoding their files.
 
-        The batch is then finished by ``BatchAugment``. The file is opened lazily in each
-        process, so DataLoader workers share it instead of copying it.
+        A cached row is already the eval view, so it goes through the transform's steps after
+        the resize only (``after_eval_view``): with the same seed, epoch and item, the very
+        tensor the decoded picture gives. The file is opened lazily in each process, so
+        DataLoader workers share it instead of copying it.
+
+        Raises:
+            ValueError: the cache's pictures are not the size the transform makes.
         """
+        if path is not None:
+            self._after_cache, size = after_eval_view(self.transform)
+            cached = np.load(path, mmap_mode="r").shape[1:]
+            if cached != (size, size, 3):
+                raise ValueError(
+                    f"The image cache {path} holds {cached} pictures, but the transform makes "
+                    f"{size} x {size}: build the cache with the same ImagePreprocessing."
+                )
         self.image_cache_path = Path(path) if path is not None else None
         self._image_cache = None
 
@@ -209,19 +248,22 @@ class CaptionDataset(Dataset):
         return {**self.__dict__, "_image_cache": None}  # workers reopen the memmap themselves
 
     def load_image(self, image_index: int, augment_seed: int | None = None) -> torch.Tensor:
-        """Decode and transform one image: (3, S, S) float tensor.
+        """One picture through the transform: (3, S, S) float tensor.
 
-        With an image cache: the cached (S, S, 3) uint8 picture, untransformed.
+        ``augment_seed`` (the item's index) seeds the random steps together with the dataset's
+        seed and epoch, so a picture gets the same draw from its file or from the image cache.
         """
         if self.image_cache_path is not None:
             if self._image_cache is None:
                 self._image_cache = np.load(self.image_cache_path, mmap_mode="r")
-            return torch.from_numpy(np.array(self._image_cache[image_index]))
-        pixels = np.asarray(load_rgb(self.images_dir / self.image_names[image_index]))
-        if augment_seed is not None and hasattr(self.transform, "set_random_seed"):
+            pixels, transform = np.array(self._image_cache[image_index]), self._after_cache
+        else:
+            pixels = to_pixels(self.images_dir / self.image_names[image_index])
+            transform = self.transform
+        if augment_seed is not None and hasattr(transform, "set_random_seed"):
             state = np.random.SeedSequence([self.seed, self.epoch, augment_seed]).generate_state(1)
-            self.transform.set_random_seed(int(state[0]))
-        return self.transform(image=pixels)["image"]
+            transform.set_random_seed(int(state[0]))
+        return transform(image=pixels)["image"]
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Stack images and pad captions to the longest one in the batch.
@@ -240,13 +282,7 @@ class CaptionDataset(Dataset):
         return self._pad([torch.tensor(self.token_ids[i]) for i in caption_indices])
 
     def _pad(self, sequences: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        longest = max(len(ids) for ids in sequences)
-        input_ids = torch.full((len(sequences), longest), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-        for row, ids in enumerate(sequences):
-            input_ids[row, : len(ids)] = ids
-            attention_mask[row, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
+        return pad_token_ids(sequences, self.pad_token_id, self.padding_side)
 
     def images(self) -> Dataset:
         """Each image once, with this dataset's transform: for encoding a split image by image."""

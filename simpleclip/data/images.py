@@ -2,7 +2,10 @@
 
 Real collections hold grayscale, palette, CMYK and transparent images; an encoder wants
 3-channel RGB. Transparent pixels are composited onto white, because their hidden colour
-values are arbitrary. Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
+values are arbitrary. Every path that turns a picture into pixels (training, evaluation,
+search, zero-shot, pretrained CLIP) goes through ``to_pixels``, so a file, an image in memory
+and an array of the same picture give the same pixels.
+Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from simpleclip.progress import progress_bar
+
+Picture = str | Path | Image.Image | np.ndarray  # a file, a PIL image or an HWC uint8 array
 
 # How to skip unreadable pictures instead of failing, from the command line and from Python.
 SKIP_HINT = "--set data.skip_bad_images=true (simpleclip train), skip_bad_images=True (Python)"
@@ -78,6 +83,25 @@ def to_rgb(image: Image.Image) -> Image.Image:
         grey = np.asarray(image, dtype=np.uint32) >> 8  # 0..65535 -> 0..255
         return Image.fromarray(grey.clip(0, 255).astype(np.uint8)).convert("RGB")
     return image.convert("RGB")
+
+
+def to_pixels(picture: Picture) -> np.ndarray:
+    """Any picture -> (H, W, 3) uint8 RGB pixels: a file decoded by ``load_rgb``, an image in
+    memory or an array (grey (H, W), RGBA (H, W, 4)) converted by ``to_rgb``.
+
+    Raises:
+        ImageLoadError: a file that is missing or cannot be decoded.
+        ValueError: an array that is not uint8.
+    """
+    if isinstance(picture, np.ndarray):
+        if picture.dtype != np.uint8:
+            raise ValueError(f"A picture array must be uint8 (H, W[, C]), got {picture.dtype}.")
+        if picture.ndim == 3 and picture.shape[2] == 3:
+            return picture
+        picture = Image.fromarray(picture)  # grey or RGBA: converted like an image
+    elif not isinstance(picture, Image.Image):
+        return np.asarray(load_rgb(picture))
+    return np.asarray(to_rgb(picture))
 
 
 def find_unreadable_images(paths: Iterable[Path], progress: bool = True) -> list[Path]:

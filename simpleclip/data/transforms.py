@@ -6,11 +6,12 @@ dataset only applies them. Train transforms add mild augmentation; eval transfor
 deterministic. Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 
 One resize serves every path: ``resize_and_crop`` (short side to ``input_size / crop_pct``,
-then a centre square) makes the eval view, the image cache's training pictures
-(``simpleclip.data.image_cache``) and pretrained CLIP's input (``simpleclip.clip_arch``), so a
-model is trained and scored on the same pixels. It resizes with PIL, as timm's eval transform
-and OpenAI's CLIP do: PIL widens its filter when shrinking, so a 500x375 photo is
-antialiased on its way to 224 px instead of aliased as OpenCV's cubic resize would.
+then a centre square) makes the eval view, the image cache's pictures
+(``simpleclip.data.image_cache``, augmented afterwards by the same steps as decoded ones) and
+pretrained CLIP's input (``simpleclip.clip_arch``), so a model is trained and scored on the
+same pixels. It resizes with PIL, as timm's eval transform and OpenAI's CLIP do: PIL widens
+its filter when shrinking, so a 500x375 photo is antialiased on its way to 224 px instead of
+aliased as OpenCV's cubic resize would.
 
 Two augmentations are left out on purpose, because they make true captions false:
 a horizontal flip ("a dog on the left" becomes wrong) and a hue shift ("a red ball" turns blue).
@@ -18,6 +19,7 @@ a horizontal flip ("a dog on the left" becomes wrong) and a hue shift ("a red ba
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,8 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
+
+from simpleclip.data.images import Picture, to_pixels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,6 +66,8 @@ class ImagePreprocessing:
     crop_pct: float = 0.875  # resize the short side to floor(input_size / crop_pct), then crop
 
     def __post_init__(self) -> None:
+        for name in ("mean", "std"):  # tuples, so a preprocessing can key a cache
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.interpolation not in _PIL_FILTERS:
             raise ValueError(
                 f"Unknown interpolation {self.interpolation!r}; use one of {sorted(_PIL_FILTERS)}."
@@ -141,9 +147,10 @@ def build_transforms(
 ) -> A.Compose:
     """Albumentations pipeline from a uint8 HWC RGB array to a normalised CHW float tensor.
 
-    Both pipelines start from the eval view (``resize_and_crop``); training then takes a random
-    crop of that square, as ``image_cache.BatchAugment`` does on cached pictures, so decoded and
-    cached training see the same pictures, and without augmentation both equal the eval view.
+    Both pipelines start from the eval view (``ResizeAndCrop``); training then takes a random
+    crop of that square and jitters its colours. The image cache stores the eval view, so a
+    cached picture goes through the same steps minus the first (``after_eval_view``): decoded
+    and cached training see the same pixels, and without augmentation both equal the eval view.
 
     Args:
         pre: the encoder's preprocessing.
@@ -158,17 +165,56 @@ def build_transforms(
     """
     size = pre.input_size
     steps: list[A.BasicTransform] = [ResizeAndCrop(size, pre.crop_pct, pre.interpolation)]
-    if train:
+    if train and tuple(crop_scale) != (1.0, 1.0):  # the whole square: nothing to crop
         steps.append(
             A.RandomResizedCrop(
                 size=(size, size), scale=crop_scale, interpolation=_CV2_FLAGS[pre.interpolation]
             )
         )
-        if color_jitter > 0:
-            j = color_jitter
-            steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=0.0, p=0.8))
+    if train and color_jitter > 0:
+        j = color_jitter
+        steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=0.0, p=0.8))
     steps += [A.Normalize(mean=pre.mean, std=pre.std, max_pixel_value=255.0), ToTensorV2()]
     return A.Compose(steps)
+
+
+def after_eval_view(transform: A.Compose) -> tuple[A.Compose, int]:
+    """The steps of a ``build_transforms`` pipeline that follow its eval-view resize, and the
+    side of the eval view: what a picture of the image cache, already resized, still needs.
+
+    The steps are the same objects, and ``ResizeAndCrop`` draws no random number, so seeding
+    both pipelines alike gives the cached picture the crop and jitter of the decoded one.
+
+    Raises:
+        ValueError: ``transform`` does not start with ``ResizeAndCrop``.
+    """
+    first, *rest = transform.transforms
+    if not isinstance(first, ResizeAndCrop):
+        raise ValueError(
+            "The image cache needs a transform from build_transforms (its first step, "
+            f"ResizeAndCrop, makes the cached eval view); got {type(first).__name__} first."
+        )
+    return A.Compose(rest), first.input_size
+
+
+def eval_tensor(picture: Picture, pre: ImagePreprocessing) -> torch.Tensor:
+    """The encoder's input for one picture: the eval view, normalised. Search, zero-shot and
+    pretrained CLIP call this, and evaluation's datasets run the same ``build_transforms``
+    pipeline on ``to_pixels`` of their files, so a picture is one tensor everywhere.
+
+    Args:
+        picture: a file, a PIL image or uint8 pixels (``data.images.to_pixels``: transparent
+            areas become white).
+        pre: the encoder's preprocessing.
+
+    Shapes: (H, W, 3) picture -> (3, S, S) float tensor.
+    """
+    return _eval_transform(pre)(image=to_pixels(picture))["image"]
+
+
+@functools.lru_cache(maxsize=8)
+def _eval_transform(pre: ImagePreprocessing) -> A.Compose:
+    return build_transforms(pre, train=False)  # deterministic, so one per preprocessing
 
 
 def denormalize(images: torch.Tensor, pre: ImagePreprocessing) -> np.ndarray:

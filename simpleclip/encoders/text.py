@@ -20,13 +20,13 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoTokenizer,
-    BatchEncoding,
     DistilBertConfig,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
+from simpleclip.data import pad_token_ids
 from simpleclip.encoders.errors import EncoderLoadError
 from simpleclip.encoders.local_weights import hf_folder
 from simpleclip.encoders.partial import unfreeze_last_layers
@@ -217,19 +217,18 @@ class TextEncoder(nn.Module):
             self.model.eval()
         return self
 
-    def tokenize(self, texts: Sequence[str]) -> BatchEncoding:
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Captions -> padded ``input_ids`` and ``attention_mask`` tensors, cut at max_length.
+
+        Padded by ``data.pad_token_ids``, as the training batches are: the same ids and mask
+        for a caption in training and at inference, whichever side the tokenizer pads.
 
         Shapes:
             N texts -> input_ids (N, L), attention_mask (N, L), L = longest caption's length
         """
-        return self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_token_type_ids=False,
-            return_tensors="pt",
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        return pad_token_ids(
+            ids["input_ids"], self.tokenizer.pad_token_id, self.tokenizer.padding_side
         )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,10 @@
 """One optimisation step of CLIP, and an epoch of them: the trainer ``train`` runs.
 
-A step moves a batch to the device, finishes the pictures of the image cache (crops, jitter,
-normalisation), computes the gradients (whole batch, or micro-batches with GradCache:
-``train.step``), clips them, and lets AdamW and the schedule take one step; a NaN or infinite
-loss is reported, never applied. The state lives on the ``Trainer`` (model, towers, optimizer,
-schedule, scaler), as in minGPT's trainer. Taught in ``notebooks/06_training.ipynb``, which
+A step moves a batch to the device, computes the gradients (whole batch, or micro-batches with
+GradCache: ``train.step``), clips them, and lets AdamW and the schedule take one step; a NaN or
+infinite loss is reported, never applied. The state lives on the ``Trainer`` (model, towers,
+optimizer, schedule, scaler), as in minGPT's trainer. Pictures arrive augmented and normalised
+by the dataset (in DataLoader workers). Taught in ``notebooks/06_training.ipynb``, which
 writes the same step by hand and checks it against ``Trainer.step``.
 """
 
@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader
 
 from simpleclip import collectives
 from simpleclip.config import Config
-from simpleclip.data.image_cache import BatchAugment
 from simpleclip.device import Precision, select_precision
 from simpleclip.loss import clip_loss, siglip_loss
 from simpleclip.model import CLIPModel
@@ -83,13 +82,6 @@ class Trainer:
         self.device = device
         self.config, self.progress = config, progress
         self.trainable = [p for p in model.parameters() if p.requires_grad]
-        data = config.data  # pictures from the image cache are finished here, batch by batch
-        self.augment = BatchAugment(
-            model.image_encoder.preprocessing,
-            train=True,
-            crop_scale=data.crop_scale,
-            color_jitter=data.color_jitter,
-        )
 
     @classmethod
     def build(
@@ -185,8 +177,6 @@ class Trainer:
         the model's current mode, without an optimizer step: ``step``'s first half, also what a
         check of GradCache against the whole batch compares. Returns the loss."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        if batch.get("images") is not None and batch["images"].dtype == torch.uint8:
-            batch["images"] = self.augment(batch["images"])  # (B, S, S, 3) -> (B, 3, S, S)
         self.optimizer.zero_grad(set_to_none=True)
         autocast = partial(self.precision.autocast, self.device)  # a fresh context per use
         micro = self.config.train.micro_batch_size

@@ -14,13 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from simpleclip.data import build_transforms, load_rgb
-from simpleclip.inference import embed_images, embed_texts
+from simpleclip.data import ImageLoadError, Picture
+from simpleclip.inference import embed_images, embed_pictures, embed_texts
 
 BARE = ("{}",)  # the class name alone
 SINGLE = ("a photo of a {}.",)  # the CLIP paper's default prompt
@@ -55,8 +53,6 @@ TEMPLATE_SETS = {
     "clip ensemble": CLIP_ENSEMBLE,
     "shapes ensemble": SHAPES_ENSEMBLE,
 }
-
-Picture = str | Path | Image.Image | np.ndarray  # a file, a PIL image or an HWC uint8 array
 
 
 @dataclass(frozen=True)
@@ -169,12 +165,18 @@ def template_similarity(
 def encode_pictures(
     model: torch.nn.Module, pictures: Sequence[Picture] | torch.Tensor, batch_size: int = 64
 ) -> torch.Tensor:
-    """Unit image embeddings with the model's eval preprocessing, in batches, without gradients.
+    """Unit image embeddings of all the pictures (``inference.embed_pictures``), or an error.
+
+    A classification must answer for every picture it was given, so one that cannot be read
+    fails the whole list, each such picture named with its reason.
 
     Args:
         model: a ``CLIPModel``.
         pictures: files, PIL images or HWC uint8 arrays; or a tensor already preprocessed.
         batch_size: pictures per forward pass.
+
+    Raises:
+        ImageLoadError: some pictures cannot be read (the message lists them).
 
     Shapes: N pictures or (N, 3, S, S) -> (N, E) float32 on the CPU.
     """
@@ -182,20 +184,18 @@ def encode_pictures(
         raise ValueError("No pictures to encode.")
     if isinstance(pictures, torch.Tensor):
         return embed_images(model, pictures, batch_size)
-    transform = build_transforms(model.image_encoder.preprocessing, train=False)
-    batches = (
-        torch.stack([transform(image=_rgb_array(p))["image"] for p in pictures[i : i + batch_size]])
-        for i in range(0, len(pictures), batch_size)
-    )
-    return embed_images(model, batches)
-
-
-def _rgb_array(picture: Picture) -> np.ndarray:
-    if isinstance(picture, str | Path):
-        picture = load_rgb(picture)
-    if isinstance(picture, Image.Image):
-        picture = picture.convert("RGB")
-    return np.asarray(picture)
+    embeds, reasons = embed_pictures(model, pictures, batch_size)
+    unreadable = [
+        f"{picture if isinstance(picture, str | Path) else f'picture {i}'}: {reason}"
+        for i, (picture, reason) in enumerate(zip(pictures, reasons, strict=True))
+        if reason
+    ]
+    if unreadable:
+        raise ImageLoadError(
+            f"{len(unreadable)} of {len(pictures)} pictures cannot be read: "
+            + "; ".join(unreadable)
+        )
+    return embeds
 
 
 def classify(
