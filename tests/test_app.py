@@ -16,20 +16,23 @@ import pytest
 import torch
 from PIL import Image
 
-import simpleclip.app as app_module
+import simpleclip.app.handlers as handlers
 from simpleclip.app import (
     GENERIC_LABELS,
     MAX_UPLOAD_BYTES,
     SYNTHETIC_LABELS,
+    AllowedPaths,
     ClipApp,
+    PathNotAllowed,
     build_blocks,
+    check_exposure,
     default_labels,
     default_templates,
+    exposure_line,
     find_checkpoints,
     find_image_folders,
     launch,
 )
-from simpleclip.app_access import AllowedPaths, PathNotAllowed, check_exposure, exposure_line
 from simpleclip.cli import build_parser, main
 from simpleclip.config import load_config
 from simpleclip.model import build_model
@@ -225,7 +228,7 @@ def test_pictures_that_link_outside_are_not_shown(runs_dir, synthetic_root, tmp_
 
 def test_huge_uploads_are_refused_before_decoding(app, tmp_path, monkeypatch) -> None:
     assert Image.MAX_IMAGE_PIXELS is not None  # PIL's decompression-bomb guard stays on
-    monkeypatch.setattr(app_module, "MAX_UPLOAD_PIXELS", 1_000)
+    monkeypatch.setattr(handlers, "MAX_UPLOAD_PIXELS", 1_000)
     picture, top, message = app.classify(_a_picture(tmp_path), "a\nb", app.checkpoints[0], "single")
     assert picture is None and top == {}
     assert message.startswith("**red.png is too large: 40 x 30 pixels.** Upload a picture")

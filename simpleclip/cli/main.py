@@ -252,8 +252,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from simpleclip.app import ClipApp, launch
-    from simpleclip.app_access import check_exposure, exposure_line
+    from simpleclip.app import ClipApp, check_exposure, exposure_line, launch
 
     exposed = args.i_know_this_exposes_files
     check_exposure(args.host, args.allow_any_path, exposed)

@@ -1,61 +1,33 @@
-"""A small web app to play with a trained CLIP: search pictures with words, label a picture.
+"""The app's handlers: search a folder with words, label an uploaded picture. No Gradio here.
 
-Tab "Search" ranks the pictures of a folder against a typed description (``simpleclip.search``);
-tab "Classify" gives the five best labels of an uploaded picture out of an editable list
-(``simpleclip.zeroshot``). The checkpoint and the folder are chosen in the app, from ``runs/``
-and ``data/``. Handlers return a clear message instead of raising, so a bad input never stops
-the server; ``ClipApp`` holds them, testable without a browser. The server, not the page,
-decides which folders and checkpoints may be opened (``simpleclip.app_access``): a path outside
-them raises ``PathNotAllowed``, shown in the page as an error and returned as one by the API.
-Gradio serves it on 127.0.0.1, offline: analytics off, no fonts or scripts from the internet;
-its file route serves only its own temporary folder (thumbnails, uploads), and uploads are
-limited in bytes and pixels. Started by ``simpleclip app``; what it exposes: ``docs/app.md``;
-taught in ``notebooks/08_zero_shot_and_search.ipynb``.
+``ClipApp`` holds the loaded models and answers the page's two tabs: ``search`` ranks the
+pictures of a folder against a description (``simpleclip.search``), ``classify`` gives the five
+best labels of an uploaded picture out of an editable list (``simpleclip.zeroshot``). A bad
+input gets a clear message instead of an exception, so it never stops the server; a path
+outside the allowed folders raises ``PathNotAllowed`` (``simpleclip.app.access``), which the
+page turns into an error. Plain functions of plain values, so ``tests/test_app.py`` calls them
+without a browser; ``simpleclip.app.page`` wires them into Gradio. Taught in
+``notebooks/08_zero_shot_and_search.ipynb``.
 """
 
 from __future__ import annotations
 
-import functools
-import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
-from simpleclip.app_access import AllowedPaths, PathNotAllowed, check_exposure
+from simpleclip.app.access import AllowedPaths, PathNotAllowed
+from simpleclip.app.suggestions import default_labels, default_templates
 from simpleclip.checkpoint import WEIGHTS
 from simpleclip.data import ImageLoadError, load_rgb
 from simpleclip.data.images import MAX_PIXELS
-from simpleclip.data.synthetic import COLORS, SHAPES
 from simpleclip.model import CLIPModel
 from simpleclip.search import ImageIndex
 from simpleclip.zeroshot import TEMPLATE_SETS, classify
 
-SYNTHETIC_LABELS = [f"{color} {kind}" for color in COLORS for kind in SHAPES]
-GENERIC_LABELS = [
-    "dog",
-    "cat",
-    "horse",
-    "bird",
-    "child",
-    "man",
-    "woman",
-    "group of people",
-    "bicycle",
-    "car",
-    "boat",
-    "ball",
-    "beach",
-    "snow",
-    "water",
-    "grass",
-    "street",
-    "mountain",
-]
 THUMBNAIL = 256  # gallery pictures are shrunk to at most this many pixels
-MAX_UPLOAD_BYTES = 20 * 1024**2  # Gradio refuses larger uploads before they reach a handler
 MAX_UPLOAD_PIXELS = MAX_PIXELS  # width x height; a bigger upload is refused before decoding
 
 
@@ -69,22 +41,6 @@ def find_checkpoints(runs_dir: str | Path) -> list[str]:
 def find_image_folders(data_dir: str | Path) -> list[str]:
     """The picture folders of the datasets in ``data_dir``: each ``*/Images``, sorted."""
     return sorted(str(p) for p in Path(data_dir).glob("*/Images") if p.is_dir())
-
-
-def is_synthetic(folder: str | Path) -> bool:
-    """True for the built-in shapes set (its ``synthetic.json`` is beside ``Images/``)."""
-    folder = Path(folder)
-    return (folder / "synthetic.json").is_file() or (folder.parent / "synthetic.json").is_file()
-
-
-def default_labels(folder: str | Path | None) -> list[str]:
-    """The 30 colour-shape names for the synthetic set, otherwise a generic everyday list."""
-    return SYNTHETIC_LABELS if folder and is_synthetic(folder) else GENERIC_LABELS
-
-
-def default_templates(folder: str | Path | None) -> str:
-    """The name of the template set in ``TEMPLATE_SETS`` that suits the folder."""
-    return "shapes ensemble" if folder and is_synthetic(folder) else "clip ensemble"
 
 
 class ClipApp:
@@ -258,145 +214,3 @@ def _thumbnail(path: Path) -> Image.Image:
     picture = load_rgb(path)
     picture.thumbnail((THUMBNAIL, THUMBNAIL))  # keeps the aspect ratio
     return picture
-
-
-def build_blocks(app: ClipApp) -> Any:
-    """The Gradio page: a checkpoint and a folder chooser above two tabs."""
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported
-    import gradio as gr
-
-    with gr.Blocks(title="simpleclip", analytics_enabled=False) as blocks:
-        gr.Markdown("## simpleclip: search pictures with words, label a picture")
-        with gr.Row():
-            checkpoint = gr.Dropdown(
-                app.checkpoints,
-                value=_first(app.checkpoints),
-                label="Checkpoint",
-                allow_custom_value=True,
-                elem_id="checkpoint",
-            )
-            folder = gr.Dropdown(
-                app.folders,
-                value=_first(app.folders),
-                label="Picture folder",
-                allow_custom_value=True,
-                elem_id="folder",
-            )
-        with gr.Tab("Search", elem_id="tab-search"):
-            _search_tab(gr, app, checkpoint, folder)
-        with gr.Tab("Classify", elem_id="tab-classify"):
-            _classify_tab(gr, app, checkpoint, folder)
-    return blocks
-
-
-def _first(choices: list[str]) -> str | None:
-    return choices[0] if choices else None
-
-
-def _search_tab(gr: Any, app: ClipApp, checkpoint: Any, folder: Any) -> None:
-    with gr.Row():
-        query = gr.Textbox(
-            label="Description",
-            placeholder="a big red circle on the left",
-            elem_id="query",
-            scale=4,
-        )
-        top_k = gr.Slider(1, 48, value=12, step=1, label="Pictures", scale=1)
-    button = gr.Button("Search", variant="primary", elem_id="search-button")
-    status = gr.Markdown(elem_id="search-status")
-    gallery = gr.Gallery(label="Best matches", columns=6, elem_id="gallery")
-    inputs, outputs = [query, checkpoint, folder, top_k], [gallery, status]
-    on_search = _refusals_as_errors(gr, app.search)
-    button.click(on_search, inputs, outputs, api_name="search")
-    query.submit(on_search, inputs, outputs)
-
-
-def _classify_tab(gr: Any, app: ClipApp, checkpoint: Any, folder: Any) -> None:
-    with gr.Row():
-        with gr.Column():
-            upload = gr.File(label="Picture to classify", type="filepath", elem_id="upload")
-            labels = gr.Textbox(
-                "\n".join(default_labels(folder.value)),
-                lines=8,
-                max_lines=12,
-                label="Labels, one per line",
-                elem_id="labels",
-            )
-            templates = gr.Dropdown(
-                list(TEMPLATE_SETS),
-                value=default_templates(folder.value),
-                label="Prompt templates",
-                elem_id="templates",
-            )
-            button = gr.Button("Classify", variant="primary", elem_id="classify-button")
-        with gr.Column():
-            status = gr.Markdown(elem_id="classify-status")
-            preview = gr.Image(label="Picture", interactive=False, height=200, elem_id="preview")
-            prediction = gr.Label(num_top_classes=5, label="Top 5 labels", elem_id="prediction")
-    inputs, outputs = [upload, labels, checkpoint, templates], [preview, prediction, status]
-    on_classify = _refusals_as_errors(gr, app.classify)
-    button.click(on_classify, inputs, outputs, api_name="classify")
-    upload.upload(on_classify, inputs, outputs)
-    folder.change(app.suggestions, folder, [labels, templates])
-
-
-def _refusals_as_errors(gr: Any, handler: Callable) -> Callable:
-    """``handler``, with a refused path turned into ``gr.Error``: a red box in the page and an
-    error for API clients (``gradio_client`` raises it), where a message would look like a result.
-    """
-
-    @functools.wraps(handler)
-    def refusing(*args: Any) -> Any:
-        try:
-            return handler(*args)
-        except PathNotAllowed as err:
-            raise gr.Error(str(err), title="Not allowed") from err
-
-    return refusing
-
-
-def launch(
-    app: ClipApp,
-    host: str = "127.0.0.1",
-    port: int = 7860,
-    block: bool = True,
-    i_know_this_exposes_files: bool = False,
-) -> Any:
-    """Serve the app at http://host:port (local only by default); returns the Gradio Blocks.
-
-    With ``block=False`` the server runs in a thread and this returns at once (tests, notebooks);
-    stop it with ``blocks.close()``. Gradio's file route serves only its own temporary folder
-    (thumbnails, uploads): the allowed folders and checkpoints are blocked there too.
-
-    Raises:
-        ValueError: ``app`` allows any path and ``host`` is a network address, without
-            ``i_know_this_exposes_files``.
-    """
-    check_exposure(host, app.access.any_path, i_know_this_exposes_files)
-    blocks = build_blocks(app)
-    blocks.launch(
-        server_name=host,
-        server_port=port,
-        share=False,
-        inbrowser=False,
-        prevent_thread_lock=not block,
-        quiet=not block,
-        allowed_paths=[_gradio_temp_dir()],  # already served; a non-empty list ignores the env
-        blocked_paths=_blocked_paths(app.access),
-        max_file_size=MAX_UPLOAD_BYTES,
-    )
-    return blocks
-
-
-def _gradio_temp_dir() -> str:
-    """Where Gradio writes uploads and the thumbnails it sends (``GRADIO_TEMP_DIR``)."""
-    from gradio.utils import get_upload_folder
-
-    return str(Path(get_upload_folder()).resolve())
-
-
-def _blocked_paths(access: AllowedPaths) -> list[str]:
-    """The allowed folders and checkpoints: the page never needs them from the file route."""
-    temp = Path(_gradio_temp_dir())
-    roots = (*access.folders, *access.checkpoints)
-    return [str(p) for p in roots if not temp.is_relative_to(p)]  # never block Gradio's own
