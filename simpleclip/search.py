@@ -14,7 +14,7 @@ CLIP paper's Flickr30k and MSCOCO results.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,9 +100,12 @@ def encode_image_files(
     paths: list[Path | Image.Image],
     batch_size: int = 64,
     num_workers: int = 0,
-    progress: bool = True,
+    progress: bool | Callable[[int, int], None] = True,
 ) -> tuple[torch.Tensor, list[str]]:
     """Encode picture files with the model's eval preprocessing, in batches, without gradients.
+
+    ``progress``: a text bar (``True``), nothing (``False``), or a function called after each
+    batch with (files read, files in all) instead of the bar, e.g. the app's progress bar.
 
     Returns:
         ``(image_embeds, reasons)``: the embeddings of the files that could be decoded, in
@@ -121,10 +124,12 @@ def encode_image_files(
 
     def decoded() -> Iterator[torch.Tensor]:  # the pictures that decode; the reasons on the side
         bar = progress_bar(
-            loader, desc="indexing images", disable=not (progress and paths), leave=False
+            loader, desc="indexing images", disable=progress is not True or not paths, leave=False
         )
         for batch in bar:
             reasons.extend(reason for _, reason in batch)
+            if callable(progress):
+                progress(len(reasons), len(paths))
             good = [pixels for pixels, _ in batch if pixels is not None]
             if good:
                 yield torch.stack(good)
@@ -170,7 +175,7 @@ class ImageIndex:
         cache: bool = True,
         cache_dir: str | Path | None = None,
         num_workers: int = 0,
-        progress: bool = True,
+        progress: bool | Callable[[int, int], None] = True,
     ) -> ImageIndex:
         """Encode every picture under ``folder`` (sub-folders too), reusing the cache.
 
@@ -181,7 +186,8 @@ class ImageIndex:
             cache: read and write the on-disk cache.
             cache_dir: where cache files live (default: ``default_cache_dir()``).
             num_workers: DataLoader processes that decode pictures.
-            progress: show a progress bar while encoding.
+            progress: show a progress bar while encoding; or a function called with (pictures
+                encoded, pictures to encode) after each batch (``encode_image_files``).
 
         Raises:
             FileNotFoundError: ``folder`` is not a folder.

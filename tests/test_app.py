@@ -92,6 +92,15 @@ def test_search_returns_a_gallery_with_scores(app: ClipApp) -> None:
     assert scores == sorted(scores, reverse=True)
 
 
+def test_the_first_search_reports_pictures_encoded_out_of_all(app: ClipApp) -> None:
+    calls: list[tuple[int, int]] = []
+    checkpoint, folder = app.checkpoints[0], app.folders[0]
+    app.search("a star", checkpoint, folder, 3, progress=lambda *done_of: calls.append(done_of))
+    assert calls == [(64, 120), (120, 120)]  # after each batch of 64, up to all 120 pictures
+    app.search("a circle", checkpoint, folder, 3, progress=lambda *done_of: calls.append(done_of))
+    assert len(calls) == 2  # the second search reads the cache: nothing to encode, no progress
+
+
 def test_search_says_how_many_files_it_skipped(runs_dir: Path, synthetic_root: Path, tmp_path):
     app = ClipApp(runs_dir, tmp_path, cache_dir=tmp_path / "cache")  # tmp_path/* is allowed
     mixed = tmp_path / "mixed"

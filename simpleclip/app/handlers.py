@@ -13,7 +13,7 @@ without a browser; ``simpleclip.app.page`` wires them into Gradio. Taught in
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -96,9 +96,18 @@ class ClipApp:
             return self._models[path]
 
     def search(
-        self, query: str, checkpoint: str | None, folder: str | None, top_k: int = 12
+        self,
+        query: str,
+        checkpoint: str | None,
+        folder: str | None,
+        top_k: int = 12,
+        progress: Callable[[int, int], None] | None = None,
     ) -> tuple[list[tuple[Image.Image, str]], str]:
         """Tab 1: the ``top_k`` pictures of ``folder`` that best match ``query``.
+
+        The first search over a folder encodes every picture (a minute for a thousand photos on
+        a CPU); ``progress`` is then called after each batch with (pictures encoded, pictures to
+        encode), so the page can show how far it is. Later searches reuse the cache.
 
         Returns:
             ``(gallery, message)``: (thumbnail, caption) pairs, best first, and a Markdown line.
@@ -112,8 +121,9 @@ class ClipApp:
             return [], "Choose a folder of pictures first."
         resolved = self.access.check_folder(folder)
         try:
+            model = self.model(checkpoint)
             index = ImageIndex.build(
-                self.model(checkpoint), resolved, cache_dir=self.cache_dir, progress=False
+                model, resolved, cache_dir=self.cache_dir, progress=progress or False
             )
             hits = index.search(query.strip(), top_k=int(top_k))
         except PathNotAllowed:

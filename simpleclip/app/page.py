@@ -71,7 +71,22 @@ def _search_tab(gr: Any, app: ClipApp, checkpoint: Any, folder: Any) -> None:
     status = gr.Markdown(elem_id="search-status")
     gallery = gr.Gallery(label="Best matches", columns=6, elem_id="gallery")
     inputs, outputs = [query, checkpoint, folder, top_k], [gallery, status]
-    on_search = _refusals_as_errors(gr, app.search)
+
+    def search(
+        query: str,
+        checkpoint: str | None,
+        folder: str | None,
+        top_k: int,
+        progress: Any = gr.Progress(),  # noqa: B008 (how Gradio asks for its progress bar)
+    ) -> tuple[list, str]:
+        # Gradio fills in `progress` (it is not an input): the first search of a folder
+        # shows "pictures encoded out of N" instead of a silent spinner.
+        def report(done: int, total: int) -> None:
+            progress((done, total), desc="Encoding the folder's pictures", unit="pictures")
+
+        return app.search(query, checkpoint, folder, top_k, progress=report)
+
+    on_search = _refusals_as_errors(gr, search)
     button.click(on_search, inputs, outputs, api_name="search")
     query.submit(on_search, inputs, outputs)
 
