@@ -28,6 +28,7 @@ from simpleclip.app import (
     check_exposure,
     default_labels,
     default_templates,
+    example_query,
     exposure_line,
     find_checkpoints,
     find_image_folders,
@@ -81,6 +82,37 @@ def test_default_labels_suit_the_folder(synthetic_root: Path, tmp_path: Path) ->
     assert default_labels(tmp_path) == default_labels(None) == GENERIC_LABELS
     assert default_templates(synthetic_root / "Images") == "shapes ensemble"
     assert default_templates(tmp_path) == "clip ensemble"
+
+
+def test_the_example_description_fits_the_folder(app: ClipApp, runs_dir, tmp_path) -> None:
+    assert example_query(app.folders[0]) == "a big red circle on the left"  # the shapes
+    photos, token, bare = tmp_path / "photos", tmp_path / "token", tmp_path / "bare"
+    for root in (photos, token, bare):
+        (root / "Images").mkdir(parents=True)
+    (photos / "captions.txt").write_text(
+        "image,caption\nkid.jpg,A girl going into a wooden building .\nkid.jpg,A girl .\n"
+    )
+    (token / "Flickr8k.token.txt").write_text("dog.jpg#0\tA black dog runs in the grass .\n")
+    assert example_query(photos / "Images") == "a girl going into a wooden building"
+    assert example_query(token / "Images") == "a black dog runs in the grass"
+    assert example_query(bare / "Images") == example_query(None) == "a dog running on the beach"
+    (bare / "captions.txt").write_text("not,a,caption,file\n")
+    assert example_query(bare / "Images") == "a dog running on the beach"  # unreadable: generic
+    allowed = ClipApp(runs_dir, tmp_path / "photos", cache_dir=tmp_path / "cache")
+    assert allowed.example_query(str(photos / "Images")) == "a girl going into a wooden building"
+    assert allowed.example_query(str(token / "Images")) == "a dog running on the beach"  # refused
+    assert allowed.search("  ", allowed.checkpoints[0], str(photos / "Images")) == (
+        [],
+        "Type a description first, e.g. *a girl going into a wooden building*.",
+    )
+
+
+def test_the_description_box_suggests_what_fits_the_folder(app: ClipApp) -> None:
+    blocks = build_blocks(app)
+    [query] = [b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "query"]
+    assert query.placeholder == "a big red circle on the left"
+    [change] = [fn for fn in blocks.fns.values() if fn.name == "suggest_query"]
+    assert change.fn(None).placeholder == "a dog running on the beach"
 
 
 def test_search_returns_a_gallery_with_scores(app: ClipApp) -> None:

@@ -17,6 +17,7 @@ from simpleclip.app.suggestions import (
     SYNTHETIC_LABELS,
     default_labels,
     default_templates,
+    example_query,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "check_exposure",
     "default_labels",
     "default_templates",
+    "example_query",
     "exposure_line",
     "find_checkpoints",
     "find_image_folders",

@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from simpleclip.app.access import AllowedPaths, PathNotAllowed
-from simpleclip.app.suggestions import default_labels, default_templates
+from simpleclip.app.suggestions import default_labels, default_templates, example_query
 from simpleclip.checkpoint import WEIGHTS
 from simpleclip.data import ImageLoadError, load_rgb
 from simpleclip.data.images import MAX_PIXELS
@@ -116,7 +116,7 @@ class ClipApp:
             PathNotAllowed: ``folder`` or ``checkpoint`` is outside the allowed ones.
         """
         if not query or not query.strip():
-            return [], "Type a description first, e.g. *a big red circle on the left*."
+            return [], f"Type a description first, e.g. *{self.example_query(folder)}*."
         if not folder:
             return [], "Choose a folder of pictures first."
         resolved = self.access.check_folder(folder)
@@ -185,6 +185,11 @@ class ClipApp:
         """The labels and template set that suit ``folder`` (generic ones if it is not allowed)."""
         folder = folder if folder and self.access.allows_folder(folder) else None
         return "\n".join(default_labels(folder)), default_templates(folder)
+
+    def example_query(self, folder: str | None) -> str:
+        """A description that suits ``folder`` (a generic one if it is not allowed: its caption
+        file is read only inside the allowed folders)."""
+        return example_query(folder if folder and self.access.allows_folder(folder) else None)
 
 
 def _with_first(chosen: str | Path | Sequence[str | Path] | None, found: list[str]) -> list[str]:

@@ -19,7 +19,6 @@ from typing import Any
 
 from simpleclip.app.access import AllowedPaths, PathNotAllowed, check_exposure
 from simpleclip.app.handlers import ClipApp
-from simpleclip.app.suggestions import default_labels, default_templates
 from simpleclip.zeroshot import TEMPLATE_SETS
 
 MAX_UPLOAD_BYTES = 20 * 1024**2  # Gradio refuses larger uploads before they reach a handler
@@ -62,7 +61,7 @@ def _search_tab(gr: Any, app: ClipApp, checkpoint: Any, folder: Any) -> None:
     with gr.Row():
         query = gr.Textbox(
             label="Description",
-            placeholder="a big red circle on the left",
+            placeholder=app.example_query(folder.value),  # follows the folder, below
             elem_id="query",
             scale=4,
         )
@@ -87,16 +86,22 @@ def _search_tab(gr: Any, app: ClipApp, checkpoint: Any, folder: Any) -> None:
         return app.search(query, checkpoint, folder, top_k, progress=report)
 
     on_search = _refusals_as_errors(gr, search)
+
+    def suggest_query(folder: str | None) -> Any:
+        return gr.Textbox(placeholder=app.example_query(folder))
+
+    folder.change(suggest_query, folder, query)
     button.click(on_search, inputs, outputs, api_name="search")
     query.submit(on_search, inputs, outputs)
 
 
 def _classify_tab(gr: Any, app: ClipApp, checkpoint: Any, folder: Any) -> None:
+    suggested_labels, suggested_templates = app.suggestions(folder.value)  # then follow it
     with gr.Row():
         with gr.Column():
             upload = gr.File(label="Picture to classify", type="filepath", elem_id="upload")
             labels = gr.Textbox(
-                "\n".join(default_labels(folder.value)),
+                suggested_labels,
                 lines=8,
                 max_lines=12,
                 label="Labels, one per line",
@@ -104,7 +109,7 @@ def _classify_tab(gr: Any, app: ClipApp, checkpoint: Any, folder: Any) -> None:
             )
             templates = gr.Dropdown(
                 list(TEMPLATE_SETS),
-                value=default_templates(folder.value),
+                value=suggested_templates,
                 label="Prompt templates",
                 elem_id="templates",
             )
