@@ -3,15 +3,18 @@ inputs, clear messages for bad ones, and nothing outside the folders the server 
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -36,6 +39,8 @@ from simpleclip.app import (
 )
 from simpleclip.cli import build_parser, main
 from simpleclip.config import load_config
+from simpleclip.data import load_rgb
+from simpleclip.data.images import thumbnail
 from simpleclip.model import build_model
 
 REFUSED = "is outside the folders this server was started with"
@@ -51,6 +56,13 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path, tin
     runs = tmp_path_factory.mktemp("runs")
     build_model(config, tokenizer=tiny_tokenizer).save(runs / "tiny" / "model")
     return runs
+
+
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Indexes and thumbnails of apps made without a folder for them go here, not to ~/.cache."""
+    monkeypatch.setenv("SIMPLECLIP_CACHE", str(tmp_path / "user-cache"))
+    return tmp_path / "user-cache"
 
 
 @pytest.fixture
@@ -118,8 +130,11 @@ def test_the_description_box_suggests_what_fits_the_folder(app: ClipApp) -> None
 def test_search_returns_a_gallery_with_scores(app: ClipApp) -> None:
     gallery, message = app.search("a big red circle", app.checkpoints[0], app.folders[0], 4)
     assert len(gallery) == 4 and message == f"Best 4 of 120 pictures in {app.folders[0]}."
-    picture, caption = gallery[0]
-    assert isinstance(picture, Image.Image) and caption.endswith(".jpg")
+    thumbnail, caption = gallery[0]
+    assert Path(thumbnail).parent == app.thumbnail_dir and caption.endswith(".jpg")
+    picture = Path(app.folders[0]) / caption.split()[1]
+    with Image.open(thumbnail) as shown, Image.open(picture) as original:
+        assert shown.format == "JPEG" and shown.size == original.size == (64, 64)
     scores = [float(caption.split()[0]) for _, caption in gallery]
     assert scores == sorted(scores, reverse=True)
 
@@ -145,6 +160,45 @@ def test_search_says_how_many_files_it_skipped(runs_dir: Path, synthetic_root: P
     assert len(gallery) == 3 and message == (
         f"Best 3 of 3 pictures in {mixed}. 2 files skipped: not pictures, or unreadable."
     )
+
+
+def test_thumbnails_are_shrunk_copies(tmp_path: Path) -> None:
+    wide = tmp_path / "wide.png"
+    Image.new("RGBA", (600, 300), (200, 30, 30, 255)).save(wide)
+    shrunk = thumbnail(wide)
+    assert shrunk.mode == "RGB" and shrunk.size == (256, 128)  # aspect ratio kept
+    assert shrunk.getpixel((128, 64)) == (200, 30, 30)
+    assert thumbnail(_a_picture(tmp_path)).size == (40, 30)  # small ones are not enlarged
+    assert thumbnail(wide, size=64).size == (64, 32)
+
+
+def test_concurrent_searches_get_whole_thumbnail_files(app: ClipApp) -> None:
+    checkpoint, folder, query = app.checkpoints[0], app.folders[0], "a big red circle"
+    app.search(query, checkpoint, folder, 1)  # the index, and the best picture's thumbnail
+    with ThreadPoolExecutor(8) as pool:  # as Gradio runs handlers: in threads, at once
+        searches = [pool.submit(app.search, query, checkpoint, folder) for _ in range(8)]
+        answers = [search.result() for search in searches]
+    galleries = [gallery for gallery, _ in answers]
+    assert len(galleries[0]) == 12 and all(gallery == galleries[0] for gallery in galleries)
+    for thumbnail_file, caption in galleries[0]:
+        with Image.open(thumbnail_file) as shown:
+            shown.load()  # decodes all of it: a half-written file fails here
+            original = load_rgb(Path(folder) / caption.split()[1])
+            difference = np.abs(np.asarray(shown, int) - np.asarray(original, int)).mean()
+            assert shown.size == original.size and difference < 8  # JPEG's loss only
+    written = sorted(p.name for p in app.thumbnail_dir.iterdir())  # no temporary files left
+    assert written == sorted(Path(path).name for path, _ in galleries[0])
+
+
+def test_a_changed_picture_gets_a_new_thumbnail(app: ClipApp, tmp_path: Path) -> None:
+    picture = Path(_a_picture(tmp_path))
+    first = app.thumbnail_file(picture)
+    assert app.thumbnail_file(picture) == first  # written once
+    Image.new("RGB", (50, 30), (30, 30, 200)).save(picture)
+    second = app.thumbnail_file(picture)
+    with Image.open(first) as old, Image.open(second) as new:
+        assert second != first and old.size == (40, 30) and new.size == (50, 30)
+        assert new.getpixel((25, 15))[2] > 150 > old.getpixel((20, 15))[2]  # blue, then red
 
 
 @pytest.mark.parametrize("query", ["", "   ", None])
@@ -353,6 +407,23 @@ def test_allowed_folders_work_through_the_api(served: SimpleNamespace) -> None:
         event, (gallery, message) = _call(served.url, "search", "a star", checkpoint, folder, 3)
         assert event == "complete" and len(gallery) == 3
         assert message == f"Best 3 of 120 pictures in {folder}."
+
+
+def test_concurrent_api_searches_all_get_whole_thumbnails(served: SimpleNamespace) -> None:
+    checkpoint, folder = served.app.checkpoints[0], served.app.folders[0]
+    search = ("search", "a star", checkpoint, folder, 6)
+    _call(served.url, *search)  # the index, built once
+
+    def search_and_fetch(_: int) -> list[bytes]:  # what gradio_client does with each answer
+        event, (gallery, _) = _call(served.url, *search)
+        assert event == "complete"
+        return [httpx.get(item["image"]["url"]).raise_for_status().content for item in gallery]
+
+    with ThreadPoolExecutor(10) as pool:  # the same six pictures, to ten clients at once
+        answers = list(pool.map(search_and_fetch, range(30)))
+    assert all(answer == answers[0] for answer in answers) and len(answers[0]) == 6
+    for thumbnail_bytes in answers[0]:
+        Image.open(io.BytesIO(thumbnail_bytes)).load()  # whole and decodable
 
 
 def test_the_file_route_serves_thumbnails_and_nothing_else(served: SimpleNamespace) -> None:

@@ -12,6 +12,8 @@ without a browser; ``simpleclip.app.page`` wires them into Gradio. Taught in
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,9 +22,10 @@ from PIL import Image
 
 from simpleclip.app.access import AllowedPaths, PathNotAllowed
 from simpleclip.app.suggestions import default_labels, default_templates, example_query
+from simpleclip.cache import digest, file_stamp, user_cache_dir
 from simpleclip.checkpoint import WEIGHTS
 from simpleclip.data import ImageLoadError, load_rgb
-from simpleclip.data.images import MAX_PIXELS
+from simpleclip.data.images import MAX_PIXELS, thumbnail
 from simpleclip.model import CLIPModel
 from simpleclip.search import ImageIndex
 from simpleclip.zeroshot import TEMPLATE_SETS, classify
@@ -56,6 +59,8 @@ class ClipApp:
         images: the picture folder(s) chosen at start (default: the first one in ``data_dir``).
         cache_dir: where search indexes are cached (default: ``search.default_cache_dir()``).
         allow_any_path: let the page open any folder or checkpoint this process can read.
+        thumbnail_dir: where the gallery's thumbnails are written (default: the user cache's
+            ``thumbnails/``; ``page.launch`` moves it into the folder Gradio serves).
     """
 
     def __init__(
@@ -66,8 +71,10 @@ class ClipApp:
         images: str | Path | Sequence[str | Path] | None = None,
         cache_dir: str | Path | None = None,
         allow_any_path: bool = False,
+        thumbnail_dir: str | Path | None = None,
     ) -> None:
         self.runs_dir, self.data_dir, self.cache_dir = Path(runs_dir), Path(data_dir), cache_dir
+        self.thumbnail_dir = Path(thumbnail_dir or user_cache_dir("thumbnails"))
         self.checkpoints = _with_first(checkpoint, find_checkpoints(runs_dir))
         self.folders = _with_first(images, find_image_folders(data_dir))
         self.access = AllowedPaths(  # what was found is allowed even through a symlink
@@ -102,7 +109,7 @@ class ClipApp:
         folder: str | None,
         top_k: int = 12,
         progress: Callable[[int, int], None] | None = None,
-    ) -> tuple[list[tuple[Image.Image, str]], str]:
+    ) -> tuple[list[tuple[str, str]], str]:
         """Tab 1: the ``top_k`` pictures of ``folder`` that best match ``query``.
 
         The first search over a folder encodes every picture (a minute for a thousand photos on
@@ -110,7 +117,8 @@ class ClipApp:
         encode), so the page can show how far it is. Later searches reuse the cache.
 
         Returns:
-            ``(gallery, message)``: (thumbnail, caption) pairs, best first, and a Markdown line.
+            ``(gallery, message)``: (thumbnail file, caption) pairs, best first, and a
+            Markdown line.
 
         Raises:
             PathNotAllowed: ``folder`` or ``checkpoint`` is outside the allowed ones.
@@ -131,7 +139,10 @@ class ClipApp:
         except Exception as err:  # shown in the app; the server keeps running
             return [], f"**Cannot search {folder}.** {err}"
         shown = [hit for hit in hits if self.access.allows_folder(hit.path)]  # symlinked files
-        gallery = [(_thumbnail(hit.path), f"{hit.score:+.3f}  {hit.path.name}") for hit in shown]
+        gallery = [
+            (str(self.thumbnail_file(hit.path)), f"{hit.score:+.3f}  {hit.path.name}")
+            for hit in shown
+        ]
         message = f"Best {len(shown)} of {len(index)} pictures in {folder}."
         if index.skipped:
             message += f" {len(index.skipped)} files skipped: not pictures, or unreadable."
@@ -181,6 +192,30 @@ class ClipApp:
         message = f"Best label: **{best.label}** ({best.probability:.0%}) of {len(names)} labels."
         return _enlarged(picture), {p.label: p.probability for p in top}, message
 
+    def thumbnail_file(self, picture: Path) -> Path:
+        """The picture's thumbnail as a JPEG file in ``thumbnail_dir``, written once per version.
+
+        Gradio serves files: given a PIL image it writes one for every answer, and two searches
+        that showed the same picture at once wrote the same file together (3 of 30 concurrent
+        API calls broke off). Here the name comes from the picture's path and stamp (a changed
+        picture gets a new one), and the file is written under a temporary name and renamed
+        into place, so a reader sees a whole thumbnail or none.
+        """
+        key = digest(str(picture.resolve()), *map(str, file_stamp(picture)))[:32]
+        target = self.thumbnail_dir / f"{key}.jpg"
+        if target.is_file():
+            return target
+        self.thumbnail_dir.mkdir(parents=True, exist_ok=True)
+        fd, staging = tempfile.mkstemp(dir=self.thumbnail_dir, prefix=".", suffix=".jpg")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                thumbnail(picture, THUMBNAIL).save(file, "JPEG", quality=90)
+            os.replace(staging, target)  # atomic: a concurrent writer's copy is the same picture
+        except BaseException:
+            Path(staging).unlink(missing_ok=True)
+            raise
+        return target
+
     def suggestions(self, folder: str | None) -> tuple[str, str]:
         """The labels and template set that suit ``folder`` (generic ones if it is not allowed)."""
         folder = folder if folder and self.access.allows_folder(folder) else None
@@ -224,8 +259,3 @@ def _enlarged(picture: Image.Image, at_least: int = 192) -> Image.Image:
         return picture
     return picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
 
-
-def _thumbnail(path: Path) -> Image.Image:
-    picture = load_rgb(path)
-    picture.thumbnail((THUMBNAIL, THUMBNAIL))  # keeps the aspect ratio
-    return picture

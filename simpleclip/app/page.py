@@ -151,13 +151,15 @@ def launch(
 
     With ``block=False`` the server runs in a thread and this returns at once (tests, notebooks);
     stop it with ``blocks.close()``. Gradio's file route serves only its own temporary folder
-    (thumbnails, uploads): the allowed folders and checkpoints are blocked there too.
+    (thumbnails, uploads): the allowed folders and checkpoints are blocked there too. The app's
+    thumbnails are written there (``app.thumbnail_dir``), so Gradio serves them as they are.
 
     Raises:
         ValueError: ``app`` allows any path and ``host`` is a network address, without
             ``i_know_this_exposes_files``.
     """
     check_exposure(host, app.access.any_path, i_know_this_exposes_files)
+    app.thumbnail_dir = Path(_gradio_temp_dir()) / "simpleclip-thumbnails"
     blocks = build_blocks(app)
     blocks.launch(
         server_name=host,

@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,21 +59,14 @@ def run(args: argparse.Namespace) -> int:
     if len(index.skipped) > 5:
         print(f"  ... and {len(index.skipped) - 5} more")
     if args.grid:
+        import numpy as np
+
+        from simpleclip.data.images import thumbnail
         from simpleclip.viz import plot_text_to_images, save_figure
 
-        pictures = [_thumbnail(hit.path) for hit in hits]
+        pictures = [np.asarray(thumbnail(hit.path)) for hit in hits]  # HWC uint8
         labels = [hit.path.name for hit in hits]
         figure = plot_text_to_images(args.query, pictures, [h.score for h in hits], labels=labels)
         print(f"Wrote {save_figure(figure, args.grid)}")
     return 0
 
-
-def _thumbnail(path: Path, size: int = 256) -> np.ndarray:
-    """A picture no larger than ``size`` pixels (big photos make slow figures), HWC uint8."""
-    import numpy as np
-
-    from simpleclip.data import load_rgb
-
-    picture = load_rgb(path)
-    picture.thumbnail((size, size))  # keeps the aspect ratio
-    return np.asarray(picture)
