@@ -258,4 +258,3 @@ def _enlarged(picture: Image.Image, at_least: int = 192) -> Image.Image:
     if factor < 2:
         return picture
     return picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
-
