@@ -142,7 +142,7 @@ def embed_pictures(
     pictures: Sequence[Picture],
     batch_size: int = 64,
     num_workers: int = 0,
-    progress: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
 ) -> tuple[torch.Tensor, list[str]]:
     """Unit image embeddings of pictures with the model's eval preprocessing (``eval_tensor``).
 
@@ -154,7 +154,8 @@ def embed_pictures(
         pictures: files, PIL images or HWC uint8 arrays (``data.images.to_pixels``).
         batch_size: pictures per forward pass.
         num_workers: ``DataLoader`` processes that decode the pictures.
-        progress: show a progress bar.
+        progress: a text progress bar (``True``), nothing (``False``), or a function called
+            after each batch with (pictures read, pictures in all) instead, e.g. the app's bar.
 
     Returns:
         ``(image_embeds, reasons)``: the embeddings of the pictures that could be read, in
@@ -172,10 +173,12 @@ def embed_pictures(
 
     def readable() -> Iterator[torch.Tensor]:  # the batches of readable pictures; reasons aside
         bar = progress_bar(
-            loader, desc="pictures", disable=not (progress and len(pictures)), leave=False
+            loader, desc="pictures", disable=progress is not True or not pictures, leave=False
         )
         for batch in bar:
             reasons.extend(reason for _, reason in batch)
+            if callable(progress):
+                progress(len(reasons), len(pictures))
             good = [pixels for pixels, _ in batch if pixels is not None]
             if good:
                 yield torch.stack(good)

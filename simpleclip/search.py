@@ -14,6 +14,7 @@ as in the CLIP paper's Flickr30k and MSCOCO results.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,7 @@ class ImageIndex:
         cache: bool = True,
         cache_dir: str | Path | None = None,
         num_workers: int = 0,
-        progress: bool = True,
+        progress: bool | Callable[[int, int], None] = True,
     ) -> ImageIndex:
         """Encode every picture under ``folder`` (sub-folders too), reusing the cache.
 
@@ -118,7 +119,8 @@ class ImageIndex:
             cache: read and write the on-disk cache.
             cache_dir: where cache files live (default: ``default_cache_dir()``).
             num_workers: DataLoader processes that decode pictures.
-            progress: show a progress bar while encoding.
+            progress: show a progress bar while encoding; or a function called with (pictures
+                encoded, pictures to encode) after each batch (``inference.embed_pictures``).
 
         Raises:
             FileNotFoundError: ``folder`` is not a folder.

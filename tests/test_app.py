@@ -3,35 +3,44 @@ inputs, clear messages for bad ones, and nothing outside the folders the server 
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-import simpleclip.app as app_module
+import simpleclip.app.handlers as handlers
 from simpleclip.app import (
     GENERIC_LABELS,
     MAX_UPLOAD_BYTES,
     SYNTHETIC_LABELS,
+    AllowedPaths,
     ClipApp,
+    PathNotAllowed,
     build_blocks,
+    check_exposure,
     default_labels,
     default_templates,
+    example_query,
+    exposure_line,
     find_checkpoints,
     find_image_folders,
     launch,
 )
-from simpleclip.app_access import AllowedPaths, PathNotAllowed, check_exposure, exposure_line
 from simpleclip.cli import build_parser, main
 from simpleclip.config import load_config
+from simpleclip.data import load_rgb
+from simpleclip.data.images import thumbnail
 from simpleclip.model import build_model
 
 REFUSED = "is outside the folders this server was started with"
@@ -47,6 +56,13 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path, tin
     runs = tmp_path_factory.mktemp("runs")
     build_model(config, tokenizer=tiny_tokenizer).save(runs / "tiny" / "model")
     return runs
+
+
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Indexes and thumbnails of apps made without a folder for them go here, not to ~/.cache."""
+    monkeypatch.setenv("SIMPLECLIP_CACHE", str(tmp_path / "user-cache"))
+    return tmp_path / "user-cache"
 
 
 @pytest.fixture
@@ -80,13 +96,56 @@ def test_default_labels_suit_the_folder(synthetic_root: Path, tmp_path: Path) ->
     assert default_templates(tmp_path) == "clip ensemble"
 
 
+def test_the_example_description_fits_the_folder(app: ClipApp, runs_dir, tmp_path) -> None:
+    assert example_query(app.folders[0]) == "a big red circle on the left"  # the shapes
+    photos, token, bare = tmp_path / "photos", tmp_path / "token", tmp_path / "bare"
+    for root in (photos, token, bare):
+        (root / "Images").mkdir(parents=True)
+    (photos / "captions.txt").write_text(
+        "image,caption\nkid.jpg,A girl going into a wooden building .\nkid.jpg,A girl .\n"
+    )
+    (token / "Flickr8k.token.txt").write_text("dog.jpg#0\tA black dog runs in the grass .\n")
+    assert example_query(photos / "Images") == "a girl going into a wooden building"
+    assert example_query(token / "Images") == "a black dog runs in the grass"
+    assert example_query(bare / "Images") == example_query(None) == "a dog running on the beach"
+    (bare / "captions.txt").write_text("not,a,caption,file\n")
+    assert example_query(bare / "Images") == "a dog running on the beach"  # unreadable: generic
+    allowed = ClipApp(runs_dir, tmp_path / "photos", cache_dir=tmp_path / "cache")
+    assert allowed.example_query(str(photos / "Images")) == "a girl going into a wooden building"
+    assert allowed.example_query(str(token / "Images")) == "a dog running on the beach"  # refused
+    assert allowed.search("  ", allowed.checkpoints[0], str(photos / "Images")) == (
+        [],
+        "Type a description first, e.g. *a girl going into a wooden building*.",
+    )
+
+
+def test_the_description_box_suggests_what_fits_the_folder(app: ClipApp) -> None:
+    blocks = build_blocks(app)
+    [query] = [b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "query"]
+    assert query.placeholder == "a big red circle on the left"
+    [change] = [fn for fn in blocks.fns.values() if fn.name == "suggest_query"]
+    assert change.fn(None).placeholder == "a dog running on the beach"
+
+
 def test_search_returns_a_gallery_with_scores(app: ClipApp) -> None:
     gallery, message = app.search("a big red circle", app.checkpoints[0], app.folders[0], 4)
     assert len(gallery) == 4 and message == f"Best 4 of 120 pictures in {app.folders[0]}."
-    picture, caption = gallery[0]
-    assert isinstance(picture, Image.Image) and caption.endswith(".jpg")
+    thumbnail, caption = gallery[0]
+    assert Path(thumbnail).parent == app.thumbnail_dir and caption.endswith(".jpg")
+    picture = Path(app.folders[0]) / caption.split()[1]
+    with Image.open(thumbnail) as shown, Image.open(picture) as original:
+        assert shown.format == "JPEG" and shown.size == original.size == (64, 64)
     scores = [float(caption.split()[0]) for _, caption in gallery]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_the_first_search_reports_pictures_encoded_out_of_all(app: ClipApp) -> None:
+    calls: list[tuple[int, int]] = []
+    checkpoint, folder = app.checkpoints[0], app.folders[0]
+    app.search("a star", checkpoint, folder, 3, progress=lambda *done_of: calls.append(done_of))
+    assert calls == [(64, 120), (120, 120)]  # after each batch of 64, up to all 120 pictures
+    app.search("a circle", checkpoint, folder, 3, progress=lambda *done_of: calls.append(done_of))
+    assert len(calls) == 2  # the second search reads the cache: nothing to encode, no progress
 
 
 def test_search_says_how_many_files_it_skipped(runs_dir: Path, synthetic_root: Path, tmp_path):
@@ -101,6 +160,45 @@ def test_search_says_how_many_files_it_skipped(runs_dir: Path, synthetic_root: P
     assert len(gallery) == 3 and message == (
         f"Best 3 of 3 pictures in {mixed}. 2 files skipped: not pictures, or unreadable."
     )
+
+
+def test_thumbnails_are_shrunk_copies(tmp_path: Path) -> None:
+    wide = tmp_path / "wide.png"
+    Image.new("RGBA", (600, 300), (200, 30, 30, 255)).save(wide)
+    shrunk = thumbnail(wide)
+    assert shrunk.mode == "RGB" and shrunk.size == (256, 128)  # aspect ratio kept
+    assert shrunk.getpixel((128, 64)) == (200, 30, 30)
+    assert thumbnail(_a_picture(tmp_path)).size == (40, 30)  # small ones are not enlarged
+    assert thumbnail(wide, size=64).size == (64, 32)
+
+
+def test_concurrent_searches_get_whole_thumbnail_files(app: ClipApp) -> None:
+    checkpoint, folder, query = app.checkpoints[0], app.folders[0], "a big red circle"
+    app.search(query, checkpoint, folder, 1)  # the index, and the best picture's thumbnail
+    with ThreadPoolExecutor(8) as pool:  # as Gradio runs handlers: in threads, at once
+        searches = [pool.submit(app.search, query, checkpoint, folder) for _ in range(8)]
+        answers = [search.result() for search in searches]
+    galleries = [gallery for gallery, _ in answers]
+    assert len(galleries[0]) == 12 and all(gallery == galleries[0] for gallery in galleries)
+    for thumbnail_file, caption in galleries[0]:
+        with Image.open(thumbnail_file) as shown:
+            shown.load()  # decodes all of it: a half-written file fails here
+            original = load_rgb(Path(folder) / caption.split()[1])
+            difference = np.abs(np.asarray(shown, int) - np.asarray(original, int)).mean()
+            assert shown.size == original.size and difference < 8  # JPEG's loss only
+    written = sorted(p.name for p in app.thumbnail_dir.iterdir())  # no temporary files left
+    assert written == sorted(Path(path).name for path, _ in galleries[0])
+
+
+def test_a_changed_picture_gets_a_new_thumbnail(app: ClipApp, tmp_path: Path) -> None:
+    picture = Path(_a_picture(tmp_path))
+    first = app.thumbnail_file(picture)
+    assert app.thumbnail_file(picture) == first  # written once
+    Image.new("RGB", (50, 30), (30, 30, 200)).save(picture)
+    second = app.thumbnail_file(picture)
+    with Image.open(first) as old, Image.open(second) as new:
+        assert second != first and old.size == (40, 30) and new.size == (50, 30)
+        assert new.getpixel((25, 15))[2] > 150 > old.getpixel((20, 15))[2]  # blue, then red
 
 
 @pytest.mark.parametrize("query", ["", "   ", None])
@@ -225,7 +323,7 @@ def test_pictures_that_link_outside_are_not_shown(runs_dir, synthetic_root, tmp_
 
 def test_huge_uploads_are_refused_before_decoding(app, tmp_path, monkeypatch) -> None:
     assert Image.MAX_IMAGE_PIXELS is not None  # PIL's decompression-bomb guard stays on
-    monkeypatch.setattr(app_module, "MAX_UPLOAD_PIXELS", 1_000)
+    monkeypatch.setattr(handlers, "MAX_UPLOAD_PIXELS", 1_000)
     picture, top, message = app.classify(_a_picture(tmp_path), "a\nb", app.checkpoints[0], "single")
     assert picture is None and top == {}
     assert message.startswith("**red.png is too large: 40 x 30 pixels.** Upload a picture")
@@ -309,6 +407,23 @@ def test_allowed_folders_work_through_the_api(served: SimpleNamespace) -> None:
         event, (gallery, message) = _call(served.url, "search", "a star", checkpoint, folder, 3)
         assert event == "complete" and len(gallery) == 3
         assert message == f"Best 3 of 120 pictures in {folder}."
+
+
+def test_concurrent_api_searches_all_get_whole_thumbnails(served: SimpleNamespace) -> None:
+    checkpoint, folder = served.app.checkpoints[0], served.app.folders[0]
+    search = ("search", "a star", checkpoint, folder, 6)
+    _call(served.url, *search)  # the index, built once
+
+    def search_and_fetch(_: int) -> list[bytes]:  # what gradio_client does with each answer
+        event, (gallery, _) = _call(served.url, *search)
+        assert event == "complete"
+        return [httpx.get(item["image"]["url"]).raise_for_status().content for item in gallery]
+
+    with ThreadPoolExecutor(10) as pool:  # the same six pictures, to ten clients at once
+        answers = list(pool.map(search_and_fetch, range(30)))
+    assert all(answer == answers[0] for answer in answers) and len(answers[0]) == 6
+    for thumbnail_bytes in answers[0]:
+        Image.open(io.BytesIO(thumbnail_bytes)).load()  # whole and decodable
 
 
 def test_the_file_route_serves_thumbnails_and_nothing_else(served: SimpleNamespace) -> None:

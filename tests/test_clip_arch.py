@@ -6,7 +6,6 @@ Every Hugging Face model here is tiny and randomly initialised: nothing is downl
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simpleclip.cli import main
 from simpleclip.clip_arch import (
     CLIP,
     BPETokenizer,
@@ -29,7 +29,6 @@ from simpleclip.clip_arch import (
     from_openai_state_dict,
     get_config,
     learn_merges,
-    validate,
 )
 from simpleclip.encoders import AttentionPool2d
 
@@ -321,12 +320,8 @@ def test_openai_checkpoint_layout_round_trips(tower: str) -> None:
 def test_validate_fails_fast_and_clearly_offline(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    parser = argparse.ArgumentParser()
-    validate.add_arguments(parser)
-    args = parser.parse_args(
-        ["--cache-dir", str(tmp_path), "--model", "openai/clip-vit-base-patch32"]
-    )
-    assert validate.run(args) == 2
+    args = ["--cache-dir", str(tmp_path), "--model", "openai/clip-vit-base-patch32"]
+    assert main(["validate-clip", *args]) == 2
     err = capsys.readouterr().err
     assert "not in the Hugging Face cache" in err and "Traceback" not in err
 
@@ -348,7 +343,7 @@ def test_validate_runs_end_to_end_on_a_local_tiny_model(
     image = tmp_path / "cats.png"
     Image.fromarray((torch.rand(40, 52, 3) * 255).byte().numpy()).save(image)
 
-    code = validate.main(["--model", str(folder), "--image", str(image), "--atol", "1e-5"])
+    code = main(["validate-clip", "--model", str(folder), "--image", str(image), "--atol", "1e-5"])
     lines = capsys.readouterr().out.splitlines()
     assert code in (0, 1)  # 1 when the random model prefers "dog"
     for check in ("token ids that differ", "text features", "image features", "logits_per_image"):

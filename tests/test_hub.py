@@ -25,7 +25,7 @@ import pytest
 import torch
 import yaml
 
-from simpleclip.cli.push import add_push_parser
+from simpleclip.cli import push as push_command
 from simpleclip.evaluate import save_metrics
 from simpleclip.hub import push_checkpoint, push_to_hub, save_pretrained
 from simpleclip.model import CLIPModel, build_model
@@ -267,7 +267,7 @@ def test_a_rejected_token_says_how_to_log_in(
 
 def parse_push(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="simpleclip")
-    add_push_parser(parser.add_subparsers(dest="command", required=True))
+    push_command.add_parser(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(["push", *argv])
 
 

@@ -16,13 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from simpleclip.cli.options import add_checkpoint
 
-def add_export_parser(commands: Any) -> argparse.ArgumentParser:
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Add the ``export`` command to ``commands`` (what ``add_subparsers`` returned)."""
     parser = commands.add_parser(
         "export", help="export a checkpoint to ONNX (image + text encoders, tokenizer, recipe)"
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a saved model folder")
+    add_checkpoint(parser)
     parser.add_argument(
         "--format", choices=["onnx"], default="onnx", help="target format (default: onnx)"
     )
@@ -33,11 +35,11 @@ def add_export_parser(commands: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="replace an earlier export in OUT (other files there are never removed)",
     )
-    parser.set_defaults(run=run_export)
+    parser.set_defaults(run=run)
     return parser
 
 
-def run_export(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Export ``args.checkpoint`` to ``args.out``; errors are raised for ``main`` to print."""
     from simpleclip.export import check_out_dir, export_onnx, require_onnx
     from simpleclip.model import CLIPModel

@@ -13,17 +13,17 @@ Example:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from typing import Any
+
+from simpleclip.cli.options import add_checkpoint
 
 
-def add_push_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``push`` command to the ``simpleclip`` sub-commands; returns its parser."""
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add the ``push`` command to ``commands`` (what ``add_subparsers`` returned)."""
     push = commands.add_parser(
         "push", help="share a checkpoint on the Hugging Face Hub, with a model card (online)"
     )
-    push.add_argument(
-        "--checkpoint", type=Path, required=True, help="a saved model folder (e.g. runs/demo/model)"
-    )
+    add_checkpoint(push)
     push.add_argument(
         "--repo", required=True, metavar="USER/NAME", help="Hub repo, created if missing"
     )
@@ -35,11 +35,11 @@ def add_push_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
         default=None,
         help="a write token (default: HF_TOKEN, or the one `hf auth login` saved)",
     )
-    push.set_defaults(run=run_push)
+    push.set_defaults(run=run)
     return push
 
 
-def run_push(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Upload the checkpoint and say how to load it back."""
     from simpleclip.hub import push_checkpoint
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    import numpy as np
+from simpleclip.cli.options import add_checkpoint
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``search`` command's options to ``parser``."""
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add the ``search`` command to ``commands`` (what ``add_subparsers`` returned)."""
+    parser = commands.add_parser("search", help="find pictures in a folder with a sentence")
     parser.add_argument("query", help='what to look for, e.g. "a dog running on the beach"')
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a saved model folder")
+    add_checkpoint(parser)
     parser.add_argument(
         "--images", type=Path, required=True, help="a folder of pictures (sub-folders included)"
     )
@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="index cache folder (default: $SIMPLECLIP_CACHE/search or ~/.cache/simpleclip/search)",
     )
     parser.add_argument("--no-cache", action="store_true", help="encode everything again")
+    parser.set_defaults(run=run)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,21 +65,13 @@ def run(args: argparse.Namespace) -> int:
     if len(index.skipped) > 5:
         print(f"  ... and {len(index.skipped) - 5} more")
     if args.grid:
+        import numpy as np
+
+        from simpleclip.data.images import thumbnail
         from simpleclip.viz import plot_text_to_images, save_figure
 
-        pictures = [_thumbnail(hit.path) for hit in hits]
+        pictures = [np.asarray(thumbnail(hit.path)) for hit in hits]  # HWC uint8
         labels = [hit.path.name for hit in hits]
         figure = plot_text_to_images(args.query, pictures, [h.score for h in hits], labels=labels)
         print(f"Wrote {save_figure(figure, args.grid)}")
     return 0
-
-
-def _thumbnail(path: Path, size: int = 256) -> np.ndarray:
-    """A picture no larger than ``size`` pixels (big photos make slow figures), HWC uint8."""
-    import numpy as np
-
-    from simpleclip.data import load_rgb
-
-    picture = load_rgb(path)
-    picture.thumbnail((size, size))  # keeps the aspect ratio
-    return np.asarray(picture)

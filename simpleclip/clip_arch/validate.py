@@ -4,8 +4,8 @@ Loads a hub CLIP (``openai/clip-vit-base-patch32`` by default) both as
 ``transformers.CLIPModel`` and, through ``clip_arch.from_hf``, as our model; compares the
 tokenizers, the image preprocessing, the features and the logits; and runs the classic check
 that the COCO photo of two cats (val2017 000000039769) is closer to "a photo of a cat" than to
-"a photo of a dog". Run ``python -m simpleclip.clip_arch.validate`` (or ``simpleclip
-validate-clip``). Offline it stops at once with a message. Taught in
+"a photo of a dog". Run it with ``simpleclip validate-clip``
+(options: ``simpleclip.cli.validate_clip``). Offline it stops at once with a message. Taught in
 ``notebooks/09_clip_from_scratch.ipynb``.
 """
 
@@ -24,20 +24,7 @@ from simpleclip.clip_arch.convert import from_hf
 from simpleclip.clip_arch.preprocess import image_transform, load_image
 from simpleclip.clip_arch.tokenizer import BPETokenizer
 
-COCO_CATS = "http://images.cocodataset.org/val2017/000000039769.jpg"
 PROMPTS = ["a photo of a cat", "a photo of a dog"]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add this command's options to ``parser``."""
-    parser.add_argument(
-        "--model", default="openai/clip-vit-base-patch32", help="hub model id or local folder"
-    )
-    parser.add_argument("--image", default=COCO_CATS, help="path or URL of a photo of cats")
-    parser.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
-    parser.add_argument(
-        "--atol", type=float, default=1e-4, help="largest accepted difference of features"
-    )
 
 
 def load_references(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,14 +127,3 @@ def run(args: argparse.Namespace) -> int:
     for check, value, passed in rows:
         print(f"{'ok  ' if passed else 'FAIL'} {check:36s} {value:.3g}")
     return 0 if all(passed for _, _, passed in rows) else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m simpleclip.clip_arch.validate [--model ID] [--image PATH_OR_URL]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

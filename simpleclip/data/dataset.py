@@ -15,13 +15,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from simpleclip.config import Pairs
 from simpleclip.data.captions import present_images, read_captions
 from simpleclip.data.formats import Layout, find_layout, read_layout
 from simpleclip.data.images import SKIP_HINT, find_unreadable_images, to_pixels
@@ -30,7 +31,6 @@ from simpleclip.data.transforms import ImagePreprocessing, after_eval_view, buil
 
 CAPTION_FILES = ("captions.txt", "Flickr8k.token.txt")  # Kaggle, then original
 IMAGE_DIRS = ("Images", "Flicker8k_Dataset", "Flickr8k_Dataset")  # the original zip's typo
-Pairs = Literal["all", "one_per_image"]
 MAX_NAMED = 20  # bad pictures named in the skip warning; the count covers all of them
 
 

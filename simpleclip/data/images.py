@@ -114,3 +114,18 @@ def find_unreadable_images(paths: Iterable[Path], progress: bool = True) -> list
         except ImageLoadError:
             bad.append(path)
     return bad
+
+
+def thumbnail(path: str | Path, size: int = 256) -> Image.Image:
+    """The picture at ``path`` as RGB, shrunk to at most ``size`` pixels on its longer side.
+
+    The aspect ratio is kept and small pictures are not enlarged. For showing many pictures at
+    once (the app's gallery, ``simpleclip search --grid``): full-size photos make slow pages and
+    figures.
+
+    Raises:
+        ImageLoadError: the file is missing or cannot be decoded (names the file).
+    """
+    picture = load_rgb(path)
+    picture.thumbnail((size, size))  # in place, keeps the aspect ratio, never enlarges
+    return picture

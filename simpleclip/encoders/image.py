@@ -14,12 +14,13 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import timm
 import torch
 from torch import nn
 
+from simpleclip.config import ImagePooling
 from simpleclip.data.transforms import ImagePreprocessing
 from simpleclip.encoders.errors import EncoderLoadError
 from simpleclip.encoders.local_weights import mismatch_report, read_state_dict, weights_file
@@ -247,7 +248,7 @@ class ImageEncoder(nn.Module):
         model_name: str = "resnet50",
         pretrained: bool = True,
         trainable: bool = True,
-        pooling: str = "avg",
+        pooling: ImagePooling = "avg",
         pool_dim: int | None = None,
         pool_heads: int | None = None,
         weights: str | Path | None = None,
@@ -256,8 +257,8 @@ class ImageEncoder(nn.Module):
         std: tuple[float, float, float] | None = None,
     ) -> None:
         super().__init__()
-        if pooling not in ("avg", "attention"):
-            raise ValueError(f"pooling must be 'avg' or 'attention', got {pooling!r}")
+        if pooling not in get_args(ImagePooling):
+            raise ValueError(f"pooling must be one of {get_args(ImagePooling)}, got {pooling!r}")
         self.model_name = model_name
         self.trainable = trainable
         self.backbone = create_backbone(model_name, pretrained, weights)
