@@ -90,16 +90,6 @@ def file_stamp(path: str | Path) -> tuple[int, int]:
     return info.st_size, info.st_mtime_ns
 
 
-def write_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` under a temporary name, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def read_cache_file(path: str | Path) -> Any | None:
     """``torch.load`` of plain tensors and containers; None for a missing, damaged or foreign file.
 

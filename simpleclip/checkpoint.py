@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,12 +41,16 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "user/name", no path dec
 
 
 def draft_of(target: Path, owner: int | str | None = None) -> Path:
-    """``.NAME.tmp-PID``: where ``atomic_directory`` writes ``target``'s next version.
+    """``.NAME.tmp-PID-THREAD``: where ``atomic_directory`` and ``atomic_file`` write
+    ``target``'s next version.
 
-    ``owner`` is the writing process (default: this one); ``"*"`` gives the pattern of every
-    draft, which is what a run folder's cleanup globs for after a kill.
+    ``owner`` is the writer (default: this process and thread, so two threads of the app
+    indexing one folder never share a draft); ``"*"`` gives the pattern of every draft, which is
+    what a run folder's cleanup globs for after a kill.
     """
-    return target.with_name(f".{target.name}.tmp-{os.getpid() if owner is None else owner}")
+    if owner is None:
+        owner = f"{os.getpid()}-{threading.get_ident()}"
+    return target.with_name(f".{target.name}.tmp-{owner}")
 
 
 def previous_of(target: Path) -> Path:
@@ -74,6 +79,27 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
         target.rename(old)
     tmp.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def atomic_file(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` in one rename.
+
+    A reader never sees half a file (a cache, a rewritten log); a raise inside the block leaves
+    ``target`` as it was and removes the temporary file.
+
+    Example:
+        >>> with atomic_file(path) as tmp:  # doctest: +SKIP
+        ...     torch.save(tensor, tmp)
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = draft_of(target)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def readable_directory(directory: str | Path, required: str) -> Path:

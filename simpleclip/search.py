@@ -27,8 +27,8 @@ from simpleclip.cache import (
     read_cache_file,
     user_cache_dir,
     weights_fingerprint,
-    write_atomic,
 )
+from simpleclip.checkpoint import atomic_file
 from simpleclip.inference import embed_pictures, embed_texts
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
@@ -246,4 +246,5 @@ def _write_cache(cache_file: Path, root: Path, fingerprint: str, entries: dict) 
         "reasons": [reason for _, _, reason in entries.values()],
         "embeds": torch.stack(embeds) if embeds else torch.zeros(0, 0),
     }
-    write_atomic(saved, cache_file)
+    with atomic_file(cache_file) as tmp:  # a reader never sees half a file
+        torch.save(saved, tmp)

@@ -18,8 +18,8 @@ from simpleclip.cache import (
     read_cache_file,
     user_cache_dir,
     weights_fingerprint,
-    write_atomic,
 )
+from simpleclip.checkpoint import atomic_file
 from simpleclip.search import default_cache_dir
 
 
@@ -141,7 +141,9 @@ def test_file_stamp_changes_when_a_file_is_rewritten(tmp_path: Path) -> None:
 
 
 def test_cache_files_are_written_whole_and_damaged_ones_read_as_none(tmp_path: Path) -> None:
-    path = write_atomic({"x": torch.arange(3)}, tmp_path / "sub" / "f.pt")
+    path = tmp_path / "sub" / "f.pt"
+    with atomic_file(path) as tmp:
+        torch.save({"x": torch.arange(3)}, tmp)
     torch.testing.assert_close(read_cache_file(path)["x"], torch.arange(3))
     assert [p.name for p in path.parent.iterdir()] == ["f.pt"]  # no temporary file left
     assert read_cache_file(tmp_path / "missing.pt") is None

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from simpleclip.checkpoint import atomic_directory, draft_of, previous_of, readable_directory
+from simpleclip.checkpoint import (
+    atomic_directory,
+    atomic_file,
+    draft_of,
+    previous_of,
+    readable_directory,
+)
 from simpleclip.train.checkpoint import gather_rng_states, restore_rng_state
 from simpleclip.train.run_dir import run_files
 
@@ -51,6 +57,35 @@ def test_what_a_killed_save_leaves_in_a_run_folder_is_a_run_file(tmp_path: Path)
         killed.mkdir()  # the draft of a process killed while saving
     (tmp_path / "best").rename(previous_of(tmp_path / "best"))  # killed between the renames
     assert run_files(tmp_path) == [killed, tmp_path / "best.old"]
+
+
+def test_a_file_written_atomically_is_whole_or_not_there_and_threads_never_share_a_draft(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    target = tmp_path / "sub" / "cache.txt"
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert not target.exists() and list(target.parent.iterdir()) == []  # no draft left behind
+    drafts: list[Path] = []
+    both_writing = threading.Barrier(2)
+
+    def write(text: str) -> None:
+        with atomic_file(target) as tmp:
+            drafts.append(tmp)
+            tmp.write_text(text * 1000)
+            both_writing.wait(timeout=10)  # both drafts exist at once
+
+    threads = [threading.Thread(target=write, args=(c,)) for c in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(drafts)) == 2  # each thread its own temporary file
+    assert target.read_text() in ("a" * 1000, "b" * 1000)  # one whole version, never a mix
+    assert [p.name for p in target.parent.iterdir()] == ["cache.txt"]
 
 
 def test_missing_checkpoint_error_says_what_was_expected(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from simpleclip.cache import digest, file_stamp
+from simpleclip.checkpoint import atomic_file
 from simpleclip.data.images import load_rgb
 from simpleclip.data.transforms import ImagePreprocessing, resize_and_crop
 from simpleclip.progress import progress_bar
@@ -31,8 +32,11 @@ def build_image_cache(
     image_names: Sequence[str],
     pre: ImagePreprocessing,
     cache_dir: str | Path,
+    progress: bool = True,
 ) -> np.ndarray:
     """Decode and resize every image once; return a read-only (N, S, S, 3) uint8 memmap.
+
+    ``progress``: a progress bar while decoding (a first build of Flickr8k takes minutes).
 
     The file name holds a digest of the image files (names, sizes, modification times) and of
     the preprocessing (and of ``RESIZE_VERSION``), so a changed picture, another encoder or a
@@ -43,13 +47,15 @@ def build_image_cache(
     stamps = [f"{name}:{file_stamp(images_dir / name)}" for name in image_names]
     path = Path(cache_dir) / f"images-{pre.input_size}px-{digest(repr(key), *stamps)[:20]}.npy"
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
         size = pre.input_size
-        array = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(image_names), size, size, 3))
-        for row, name in enumerate(progress_bar(image_names, desc="caching images", leave=False)):
-            array[row] = resize_and_crop(np.asarray(load_rgb(images_dir / name)), pre)
-        array.flush()
-        del array
-        tmp.replace(path)  # a reader never sees a half-written cache
+        with atomic_file(path) as tmp:  # a reader never sees a half-written cache
+            shape = (len(image_names), size, size, 3)
+            array = np.lib.format.open_memmap(tmp, "w+", np.uint8, shape)
+            names = progress_bar(
+                image_names, desc="caching images", leave=False, disable=not progress
+            )
+            for row, name in enumerate(names):
+                array[row] = resize_and_crop(np.asarray(load_rgb(images_dir / name)), pre)
+            array.flush()
+            del array
     return np.load(path, mmap_mode="r")

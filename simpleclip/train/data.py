@@ -125,13 +125,14 @@ def load_matching_weights(model: CLIPModel, directory: str | Path) -> list[str]:
 
 
 def training_data(
-    config: Config, model: CLIPModel, root: Path
+    config: Config, model: CLIPModel, root: Path, progress: bool = True
 ) -> tuple[CaptionDataset | FeatureDataset, Callable[[], dict | None]]:
     """The training set (pictures, or cached features) and a function giving dev metrics
     (None without a validation split).
 
     With ``train.cache_features`` the frozen towers' features are cached; a trainable tower
-    still sees its pictures or captions (the image tower frozen alone: LiT).
+    still sees its pictures or captions (the image tower frozen alone: LiT). ``progress``: bars
+    while the image cache or the features are first computed.
     """
     train_set, dev_set = build_datasets(config, model, root)
     cache = data_cache_dir(root)
@@ -145,14 +146,17 @@ def training_data(
         )
     if "image" not in towers and config.data.image_cache:
         pre = model.image_encoder.preprocessing
-        image_cache = build_image_cache(train_set.images_dir, train_set.image_names, pre, cache)
+        image_cache = build_image_cache(
+            train_set.images_dir, train_set.image_names, pre, cache, progress
+        )
         train_set.use_image_cache(image_cache.filename)
     if not towers:
         return train_set, lambda: evaluate(model, dev_set) if dev_set else None
-    train_set = FeatureDataset(train_set, cached_features(model, train_set, cache, towers=towers))
+    features = cached_features(model, train_set, cache, towers=towers, progress=progress)
+    train_set = FeatureDataset(train_set, features)
     if dev_set is None:
         return train_set, lambda: None
-    dev_features = cached_features(model, dev_set, cache, towers=towers)
+    dev_features = cached_features(model, dev_set, cache, towers=towers, progress=progress)
 
     def validate() -> dict:
         return retrieval_metrics(embed_features(model, dev_features, dev_set))

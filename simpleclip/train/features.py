@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from simpleclip.cache import digest, file_stamp, read_cache_file, weights_fingerprint, write_atomic
+from simpleclip.cache import digest, file_stamp, read_cache_file, weights_fingerprint
+from simpleclip.checkpoint import atomic_file
 from simpleclip.data import CaptionDataset
 from simpleclip.evaluate import Embeddings
 from simpleclip.inference import caption_batches, embed_images, embed_texts, encode_batches
@@ -41,16 +42,20 @@ def compute_tower_features(
     tower: str,
     batch_size: int = 128,
     num_workers: int = 0,
+    progress: bool = True,
 ) -> torch.Tensor:
     """Encoder outputs (before the heads) of one tower for every image or every caption.
+
+    ``progress``: a progress bar (computing Flickr8k's image features takes minutes on a CPU).
 
     Shapes: image -> (N_images, D_img); text -> (N_captions, D_txt); float32 on the CPU.
     """
     if tower == "image":
         return embed_images(
-            model, dataset.images(), batch_size, num_workers, features=True, progress=True
+            model, dataset.images(), batch_size, num_workers, features=True, progress=progress
         )
-    return embed_texts(model, caption_batches(dataset, batch_size), features=True, progress=True)
+    batches = caption_batches(dataset, batch_size)
+    return embed_texts(model, batches, features=True, progress=progress)
 
 
 def feature_key(model: CLIPModel, dataset: CaptionDataset, tower: str) -> str:
@@ -86,17 +91,19 @@ def cached_features(
     cache_dir: str | Path,
     batch_size: int = 128,
     towers: tuple[str, ...] = TOWERS,
+    progress: bool = True,
 ) -> dict[str, torch.Tensor]:
     """The features of ``towers`` (both by default), ``{"image_features": ...,
     "text_features": ...}``, each read from ``cache_dir`` when an up-to-date copy is there (a
-    damaged file is computed again)."""
+    damaged file is computed again); ``progress``: a bar while computing."""
     features = {}
     for tower in towers:
         path = Path(cache_dir) / f"{tower}-features-{feature_key(model, dataset, tower)}.pt"
         tensor = read_cache_file(path)
         if not isinstance(tensor, torch.Tensor):
-            tensor = compute_tower_features(model, dataset, tower, batch_size)
-            write_atomic(tensor, path)
+            tensor = compute_tower_features(model, dataset, tower, batch_size, progress=progress)
+            with atomic_file(path) as tmp:  # a reader never sees half a file
+                torch.save(tensor, tmp)
         features[f"{tower}_features"] = tensor
     return features
 

@@ -149,7 +149,7 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
         torch.manual_seed(config.train.seed + collectives.rank())
     model.to(device)
     with collectives.main_process_first():  # rank 0 writes the caches, the others read them
-        train_set, validate = training_data(config, model, root)
+        train_set, validate = training_data(config, model, root, progress)
     steps_per_epoch = max(1, len(train_set) // (config.train.batch_size * collectives.world_size()))
     loop = Trainer.build(model, config, device, steps_per_epoch * config.train.epochs, progress)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best": -math.inf, "history": []}

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from simpleclip import collectives
-from simpleclip.checkpoint import draft_of
+from simpleclip.checkpoint import atomic_file
 from simpleclip.config import NO_VALIDATION, Config, check_report_to, to_dict
 from simpleclip.train.run_dir import HISTORY
 
@@ -83,9 +83,8 @@ class JsonlReporter:
             out_dir.mkdir(parents=True, exist_ok=True)
             self.path.write_text("")
         elif history is not None:
-            tmp = draft_of(self.path)
-            tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
-            tmp.replace(self.path)
+            with atomic_file(self.path) as tmp:
+                tmp.write_text("".join(json.dumps(record) + "\n" for record in history))
 
     def log(self, record: dict[str, Any], step: int) -> None:
         with self.path.open("a") as f:
