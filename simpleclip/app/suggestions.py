@@ -14,37 +14,15 @@ from pathlib import Path
 
 from simpleclip.data import read_captions
 from simpleclip.data.dataset import CAPTION_FILES
-from simpleclip.data.synthetic import COLORS, SHAPES
+from simpleclip.data.synthetic import COLORS, SHAPES, is_synthetic
+from simpleclip.zeroshot.caption_labels import FLICKR_LABELS
 
 SYNTHETIC_LABELS = [f"{color} {kind}" for color in COLORS for kind in SHAPES]
-GENERIC_LABELS = [
-    "dog",
-    "cat",
-    "horse",
-    "bird",
-    "child",
-    "man",
-    "woman",
-    "group of people",
-    "bicycle",
-    "car",
-    "boat",
-    "ball",
-    "beach",
-    "snow",
-    "water",
-    "grass",
-    "street",
-    "mountain",
-]
+# The classes measured on Flickr8k's captions (notebook 08), then other everyday things.
+EVERYDAY = ["cat", "horse", "bird", "group of people", "car", "boat", "street", "mountain"]
+GENERIC_LABELS = [*FLICKR_LABELS, *EVERYDAY]
 SYNTHETIC_QUERY = "a big red circle on the left"  # the shapes set's captions read like this
 PHOTO_QUERY = "a dog running on the beach"  # for photos without a caption file
-
-
-def is_synthetic(folder: str | Path) -> bool:
-    """True for the built-in shapes set (its ``synthetic.json`` is beside ``Images/``)."""
-    folder = Path(folder)
-    return (folder / "synthetic.json").is_file() or (folder.parent / "synthetic.json").is_file()
 
 
 def default_labels(folder: str | Path | None) -> list[str]:

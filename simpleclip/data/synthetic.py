@@ -37,6 +37,7 @@ SIZES = ["small", "big"]
 POSITIONS = ["left", "right", "top", "bottom", "center"]
 HELD_OUT = ("purple", "triangle")  # never in the train split: zero-shot composition probe
 FORMAT_VERSION = 1
+SPEC_FILE = "synthetic.json"  # the set's recipe; its presence marks a folder as this set
 
 SHAPE_WORDS = {
     "circle": ["circle", "disc", "round shape"],
@@ -109,7 +110,7 @@ def make_synthetic(
 
 
 def _check_reusable(out: Path, spec: SyntheticSpec) -> None:
-    meta = out / "synthetic.json"
+    meta = out / SPEC_FILE
     if not meta.is_file():
         raise FileExistsError(
             f"{out} exists and is not a synthetic set; choose another --out folder. "
@@ -140,7 +141,7 @@ def _write_set(root: Path, spec: SyntheticSpec) -> None:
     for split, filename in SPLIT_FILES.items():
         names = [name for name, s, _ in scenes if s == split]
         (root / filename).write_text("".join(f"{n}\n" for n in names))
-    (root / "synthetic.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
+    (root / SPEC_FILE).write_text(json.dumps(asdict(spec), indent=2) + "\n")
 
 
 def _assign_splits(spec: SyntheticSpec) -> list[str]:
@@ -293,3 +294,9 @@ def _write_scenes(path: Path, scenes: list[tuple[str, str, list[Shape]]]) -> Non
         for name, split, scene in scenes:
             cells = [getattr(s, f) for s in scene for f in fields]
             writer.writerow([name, split, len(scene), *cells, *[""] * (8 - len(cells))])
+
+
+def is_synthetic(folder: str | Path) -> bool:
+    """True for the shapes set, given its folder or its ``Images/`` (``SPEC_FILE`` is there)."""
+    folder = Path(folder)
+    return (folder / SPEC_FILE).is_file() or (folder.parent / SPEC_FILE).is_file()

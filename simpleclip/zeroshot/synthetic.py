@@ -21,7 +21,16 @@ import pandas as pd
 import torch
 
 from simpleclip.data import find_images_dir
-from simpleclip.data.synthetic import COLORS, HELD_OUT, POSITIONS, SHAPES, SIZES, Shape, draw_scene
+from simpleclip.data.synthetic import (
+    COLORS,
+    HELD_OUT,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    SPEC_FILE,
+    Shape,
+    draw_scene,
+)
 from simpleclip.zeroshot.classifier import TEMPLATE_SETS, Picture, build_classifier, encode_pictures
 
 PAIRS = [f"{color} {kind}" for color in COLORS for kind in SHAPES]  # the 30 colour-shape names
@@ -66,7 +75,7 @@ def synthetic_tasks(root: str | Path, split: str = "test", fresh: int = 200) -> 
         ZeroShotTask(f"{HELD_OUT_NAME}, {split} split", PAIRS, held_files, held_labels),
     ]
     if fresh:
-        size = json.loads((root / "synthetic.json").read_text())["image_size"]
+        size = json.loads((root / SPEC_FILE).read_text())["image_size"]
         seen = [p for p in PAIRS if p != HELD_OUT_NAME]
         for name, choices, seed in [(HELD_OUT_NAME, [HELD_OUT_NAME], 1), ("seen pairs", seen, 2)]:
             pictures, labels = draw_pairs(choices, fresh, size, seed)
