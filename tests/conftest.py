@@ -15,6 +15,11 @@ os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_FP16")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Under pytest-xdist each worker takes its share of the cores (torch reads this when it starts,
+# and subprocesses inherit it): N workers of all-core thread pools would spin against each other.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FLICKR = REPO_ROOT.parent / "shared" / "data" / "flickr8k_1k"

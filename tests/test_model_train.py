@@ -352,8 +352,8 @@ def _scripted_dev_scores(monkeypatch: pytest.MonkeyPatch, r1_per_epoch: list[flo
     real = loop_module.training_data
     scores = iter(r1_per_epoch)
 
-    def scripted(config, model, root):
-        train_set, _ = real(config, model, root)
+    def scripted(config, model, root, progress=True):
+        train_set, _ = real(config, model, root, progress)
 
         def validate() -> dict:
             r = next(scores)

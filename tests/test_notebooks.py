@@ -39,6 +39,7 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
 
 
 @pytest.mark.notebook
+@pytest.mark.xdist_group("smoke_notebooks")  # one pytest-xdist worker executes them, once
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_in_smoke_mode(path: Path, smoke_notebooks: Path) -> None:
     error = smoke_notebooks / f"{path.stem}.error"
