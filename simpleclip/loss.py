@@ -4,30 +4,28 @@ Step 5 of the pipeline, taught in ``notebooks/05_contrastive_loss.ipynb``. The B
 image-text similarities is read as B classification problems in each direction (which caption
 belongs to this image? which image to this caption?), and the two cross-entropies are averaged.
 Under torchrun the same ``clip_loss`` contrasts every rank's pairs with all N·B pairs of the
-step: the all-gather that carries gradients back to their owners sits here, next to the loss.
+step, gathered by ``collectives.all_gather_with_grad`` (gradients go back to their owners).
 ``siglip_loss`` (chapter 10) reads the same matrix as B² independent yes/no questions instead,
 with a sigmoid, a learned bias and the same positives (``positive_mask``), ids and ranks.
 
 References: Radford et al. 2021 (arXiv:2103.00020), Fig. 3 pseudo-code and Sec. 2.5 (temperature
 initialised to 0.07, logits never scaled by more than 100); open_clip ``loss.py`` (``ClipLoss``,
-``gather_features``, ``local_loss``). ``soft_target_loss`` reproduces a popular tutorial loss
-(moein-shariatnia/OpenAI-CLIP, keras.io "Natural language image search with a Dual Encoder") so
-its weakness can be studied, not used. SigLIP: Zhai et al. 2023, "Sigmoid Loss for Language
-Image Pre-Training" (arXiv:2303.15343), Algorithm 1 and Sec. 3.2 (init: scale 10, bias -10).
+``gather_features``, ``local_loss``). A popular tutorial's "soft target" loss, studied in the
+same notebook and never trained with, is ``simpleclip.tutorial_loss``. SigLIP: Zhai et al.
+2023, "Sigmoid Loss for Language Image Pre-Training" (arXiv:2303.15343), Algorithm 1 and
+Sec. 3.2 (init: scale 10, bias -10).
 Tested in ``tests/test_loss.py`` and, on 2 processes, ``tests/test_distributed.py``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from simpleclip.collectives import rank, world_size
+from simpleclip.collectives import all_gather, all_gather_with_grad, rank
 
 # logit_scale = log(1 / temperature), so exp(logit_scale) = 1 / temperature multiplies the cosine
 # similarities. Learning the log keeps the scale positive and makes its steps multiplicative.
@@ -204,7 +202,7 @@ def clip_loss(
     if gather:
         all_images = all_gather_with_grad(image_embeds)  # (B, E) on N ranks -> (N·B, E)
         all_texts = all_gather_with_grad(text_embeds)
-        image_ids, text_ids = (None if x is None else _all_gather(x) for x in (image_ids, text_ids))
+        image_ids, text_ids = (None if x is None else all_gather(x) for x in (image_ids, text_ids))
     if local:  # this rank's rows: (B, E) @ (E, N·B) -> (B, N·B), in each direction
         offset = rank() * len(image_embeds)  # where this rank's pairs sit in the gathered batch
         logits_per_image = contrastive_logits(image_embeds, all_texts, logit_scale)[0]
@@ -301,7 +299,7 @@ def siglip_loss(
         all_texts = all_gather_with_grad(text_embeds)
         if not local:  # local rows need only this rank's images
             all_images = all_gather_with_grad(image_embeds)
-        image_ids, text_ids = (None if x is None else _all_gather(x) for x in (image_ids, text_ids))
+        image_ids, text_ids = (None if x is None else all_gather(x) for x in (image_ids, text_ids))
     offset = rank() * len(image_embeds) if local else 0  # this rank's rows in the gathered batch
     # At least float32: autocast's bf16 logits would round the bias and the log-sigmoid.
     logits = contrastive_logits(all_images, all_texts, logit_scale)[0]  # (R, N·B); R = B or N·B
@@ -309,85 +307,3 @@ def siglip_loss(
     rows = torch.arange(offset, offset + len(logits), device=logits.device)
     labels = 2 * positive_mask(rows, len(all_texts), image_ids, text_ids).to(logits.dtype) - 1
     return -F.logsigmoid(labels * logits).sum() / len(logits)  # (R, N·B) -> (), per row
-
-
-class _AllGatherWithGrad(torch.autograd.Function):
-    """``all_gather`` whose backward sends every rank's gradient of a slice to its owner."""
-
-    @staticmethod
-    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
-        return _all_gather(tensor)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)  # the sum over ranks of dL_r / d(gathered batch)
-        return grad.chunk(world_size())[rank()]  # this rank's slice of that sum
-
-
-def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Every rank's ``tensor`` concatenated in rank order; gradients flow back to their owners.
-
-    The backward sums the gradient of each slice over all ranks into its owner. With ``gather``
-    every rank computes the same loss L, so rank r's embeddings receive N·dL/de_r, and DDP's
-    average (÷N) leaves exactly the single-process gradient (with ``local``, the ranks' losses
-    sum to N·L: the same). A tempting shortcut, gathering without gradients and putting the
-    local tensor back in its slot, gives only dL/de_r: after the average, 1/N of the right
-    encoder gradient, while ``logit_scale``'s stays whole. (``torch.distributed.nn.functional
-    .all_gather`` does the same as ours, but is deprecated in torch 2.14, the version pinned
-    here; ours fits in a few lines.) Every rank must pass the same shape.
-
-    Shapes:
-        (B, E) on each of N ranks -> (N·B, E).
-    """
-    if world_size() == 1:
-        return tensor
-    return _AllGatherWithGrad.apply(tensor)
-
-
-def _all_gather(tensor: torch.Tensor) -> torch.Tensor:
-    """Like ``all_gather_with_grad``, without gradients (ids). Shapes: (B,) -> (N·B,)."""
-    if world_size() == 1:
-        return tensor
-    parts = [torch.empty_like(tensor) for _ in range(world_size())]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.cat(parts)
-
-
-def soft_target_loss(
-    image_embeds: torch.Tensor,
-    text_embeds: torch.Tensor,
-    temperature: float = 1.0,
-    *,
-    detach_targets: bool = False,
-) -> torch.Tensor:
-    """The "soft target" loss of a popular tutorial; kept for study, do not train with it.
-
-    Targets are a softmax of the batch's own image-image and text-text similarities, and by
-    default (as in the tutorial) gradients flow into them: the model can lower the loss by
-    moving its targets, not only its predictions. Notebook 05 measures what that does.
-    Embeddings may be unnormalised: the tutorial feeds LayerNorm outputs, not unit vectors.
-    This follows moein-shariatnia/OpenAI-CLIP (targets scaled by ``* temperature``, trained at
-    1.0); the Keras example divides them by ``2 * temperature`` and trains at 0.05 instead.
-
-    Args:
-        image_embeds: image embeddings.
-        text_embeds: text embeddings; row i is the caption of image i.
-        temperature: a fixed temperature (not learned in the tutorial).
-        detach_targets: stop the gradient through the targets (not in the tutorial).
-
-    Returns:
-        The mean of both directions' soft cross-entropies, a 0-d tensor.
-
-    Shapes:
-        image_embeds (B, E), text_embeds (B, E) -> ().
-    """
-    logits = text_embeds @ image_embeds.T / temperature  # (B, E) @ (E, B) -> (B, B), per text
-    images_similarity = image_embeds @ image_embeds.T  # (B, B)
-    texts_similarity = text_embeds @ text_embeds.T  # (B, B)
-    targets = F.softmax((images_similarity + texts_similarity) / 2 * temperature, dim=-1)
-    if detach_targets:
-        targets = targets.detach()
-    texts_loss = -(targets * F.log_softmax(logits, dim=-1)).sum(dim=1)  # (B,)
-    images_loss = -(targets.T * F.log_softmax(logits.T, dim=-1)).sum(dim=1)  # (B,)
-    return ((texts_loss + images_loss) / 2).mean()

@@ -19,8 +19,8 @@ from simpleclip.loss import (
     multi_positive_targets,
     positive_mask,
     siglip_loss,
-    soft_target_loss,
 )
+from simpleclip.tutorial_loss import soft_target_loss
 
 
 def unit_rows(batch_size: int, embed_dim: int, seed: int, dtype=torch.float64) -> torch.Tensor:
@@ -287,7 +287,7 @@ def test_local_rows_of_all_ranks_average_to_the_full_loss(
         whole.update({id(own[name]): ids[name] for name in ids})
         monkeypatch.setattr(loss_module, "rank", lambda rank=rank: rank)
         monkeypatch.setattr(loss_module, "all_gather_with_grad", lambda x, w=whole: w[id(x)])
-        monkeypatch.setattr(loss_module, "_all_gather", lambda x, w=whole: w[id(x)])
+        monkeypatch.setattr(loss_module, "all_gather", lambda x, w=whole: w[id(x)])
         own_ids = {name: own[name] for name in ids}
         losses.append(
             loss(own["image"], own["text"], *leaves[2:], gather=True, local=True, **own_ids)
