@@ -118,11 +118,9 @@ class TensorBoardReporter:
         self.writer.flush()  # the curves appear while the next epoch trains
 
     def log_figure(self, name: str, png: Path, step: int) -> None:
-        import numpy as np
-        from PIL import Image
+        from simpleclip.data.images import to_pixels
 
-        with Image.open(png) as image:
-            pixels = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
+        pixels = to_pixels(png)  # (H, W, 3) uint8, read as every picture is
         self.writer.add_image(name, pixels, step, dataformats="HWC")
         self.writer.flush()
 
