@@ -6,7 +6,9 @@
 the old version is moved aside, the new one takes its name, the old one is deleted. Whenever the
 process dies, either ``DIR`` or ``DIR.old`` is a complete checkpoint, and ``readable_directory``
 finds it; ``resolve_checkpoint`` also finds a Hub repo's copy in the Hub cache, downloading it
-once. Used by the model, training, export and the Hub; taught in ``notebooks/06_training.ipynb``.
+once. A pretrained CLIP in transformers' layout (``config.json``, weights, ``vocab.json`` and
+``merges.txt``) is accepted wherever a checkpoint is (``is_transformers_folder``). Used by the
+model, training, export and the Hub; taught in ``notebooks/06_training.ipynb``.
 """
 
 from __future__ import annotations
@@ -32,10 +34,29 @@ TOKENIZER = "tokenizer"  # Hugging Face tokenizer folder
 TEXT_ARCH = "text_model"  # the text transformer's config, to rebuild it offline
 CARD = "README.md"  # the model card: the Hub shows it as the model's page
 METRICS = "metrics_*.json"  # what `simpleclip eval --checkpoint DIR` writes into DIR
+# A pretrained CLIP in transformers' layout (e.g. openai/clip-vit-base-patch32): its config, its
+# weights (one file, or shards and their index) and its BPE vocabulary.
+TRANSFORMERS_CONFIG = "config.json"
+TRANSFORMERS_FILES = [
+    TRANSFORMERS_CONFIG,
+    "model-*.safetensors",
+    "model.safetensors.index.json",
+    "vocab.json",
+    "merges.txt",
+]
 
-# What a Hub repo of ours holds; a download skips anything else (e.g. an optimizer state).
-HUB_FILES = [WEIGHTS, CONFIG, f"{TOKENIZER}/*", f"{TEXT_ARCH}/*", METRICS, CARD]
-# Code and pickles are never fetched (CLIPModel.load would refuse them anyway: safe_files).
+# What a Hub repo of ours, or a transformers CLIP, holds; a download skips anything else (an
+# optimizer state, TensorFlow and Flax copies of the weights).
+HUB_FILES = [
+    WEIGHTS,
+    CONFIG,
+    f"{TOKENIZER}/*",
+    f"{TEXT_ARCH}/*",
+    METRICS,
+    CARD,
+    *TRANSFORMERS_FILES,
+]
+# Code and pickles are never fetched (safe_files: CLIPModel.load refuses them in a checkpoint).
 NEVER_DOWNLOADED = [f"*{suffix}" for suffix in (*CODE_SUFFIXES, *PICKLE_SUFFIXES)]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "user/name", no path decorations
 
@@ -121,6 +142,14 @@ def readable_directory(directory: str | Path, required: str) -> Path:
     )
 
 
+def is_transformers_folder(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a model in transformers' layout rather than one of ours: a
+    ``config.json`` and no ``config.yaml`` (``CLIPModel.load`` then reads it as a pretrained
+    CLIP; ``clip_arch.read_transformers_clip`` refuses any other kind of model by name)."""
+    directory = Path(directory)
+    return (directory / TRANSFORMERS_CONFIG).is_file() and not (directory / CONFIG).is_file()
+
+
 def resolve_checkpoint(
     name_or_path: str | Path,
     revision: str | None = None,
@@ -130,8 +159,9 @@ def resolve_checkpoint(
 ) -> Path:
     """The local folder holding the checkpoint ``name_or_path`` names, downloading it if needed.
 
-    A local folder wins when both could match; a Hub repo id such as ``"user/name"`` is
-    downloaded once into the Hub cache (``cache_dir``, default ``~/.cache/huggingface/hub``).
+    A local folder wins when both could match; a Hub repo id such as ``"user/name"`` (one of
+    ours, or a transformers CLIP such as ``"openai/clip-vit-base-patch32"``) is downloaded once
+    into the Hub cache (``cache_dir``, default ``~/.cache/huggingface/hub``): ``HUB_FILES`` only.
 
     Raises:
         FileNotFoundError: not a local folder, and the Hub (or its cache) does not have it.
@@ -154,6 +184,7 @@ def resolve_checkpoint(
         raise FileNotFoundError(
             f"{name_or_path!r} is neither a local checkpoint folder nor a model the Hub gave us "
             f"({type(err).__name__}: {str(err).splitlines()[0]}). Check the name, log in for a "
-            "private repo (`hf auth login`), or unset HF_HUB_OFFLINE to download."
+            "private repo (`hf auth login`), or, if you are offline (or HF_HUB_OFFLINE=1 is "
+            "set), run once with internet access to download it into the Hugging Face cache."
         ) from err
     return Path(folder)

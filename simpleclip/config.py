@@ -32,6 +32,9 @@ LossKind = Literal["clip", "siglip"]  # loss.kind: clip_loss (softmax), siglip_l
 PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]  # train.precision
 DistributedLoss = Literal["gather", "local"]  # train.distributed_loss
 NO_VALIDATION = "none"  # data.val_split value: no per-epoch evaluation
+# image.name and text.name of a pretrained CLIP's own towers (``clip_arch.towers``): like "tiny",
+# a name built in code rather than loaded by name; the sizes travel in the checkpoint.
+CLIP_TOWERS = "clip"
 
 
 @dataclass
@@ -51,7 +54,7 @@ class DataConfig:
 
 @dataclass
 class ImageConfig:
-    name: str = "resnet50"  # a preset of simpleclip.encoders or any timm model name
+    name: str = "resnet50"  # a preset of simpleclip.encoders, any timm model name, or "clip"
     pretrained: bool = True  # start from pretrained weights
     weights: str | None = None  # local weights file (.safetensors/.pth) instead of the hub
     trainable: bool = True  # False freezes the backbone (BatchNorm statistics too)
@@ -64,7 +67,7 @@ class ImageConfig:
 
 @dataclass
 class TextConfig:
-    name: str = "distilbert-base-uncased"  # a preset, a hub id or a local folder
+    name: str = "distilbert-base-uncased"  # a preset, a hub id, a local folder, or "clip"
     pretrained: bool = True  # start from pretrained weights
     trainable: bool = True  # False freezes the transformer
     unfreeze_last: int = 0  # with trainable=false: still train the last N transformer layers

@@ -3,7 +3,9 @@
 ``encode_image`` and ``encode_text`` map pictures and captions into one shared space of unit
 vectors; ``forward`` returns the similarity logits the contrastive loss reads. ``save`` writes
 everything needed to rebuild the model offline (weights as safetensors, the full config, the
-tokenizer and the text model's architecture); ``CLIPModel.load`` reads it back.
+tokenizer and the text model's architecture); ``CLIPModel.load`` reads it back. A pretrained CLIP
+in transformers' layout (a folder, or a hub id such as ``openai/clip-vit-base-patch32``) loads as
+the same type, with the course's own CLIP as its towers (``load_transformers_clip``).
 Taught in ``notebooks/06_training.ipynb``; CLIP paper, Section 2.3 and Figure 3.
 """
 
@@ -24,10 +26,18 @@ from simpleclip.checkpoint import (
     TOKENIZER,
     WEIGHTS,
     atomic_directory,
+    is_transformers_folder,
     readable_directory,
     resolve_checkpoint,
 )
-from simpleclip.config import Config, load_config, save_config
+from simpleclip.clip_arch import (
+    BPETokenizer,
+    build_clip_towers,
+    clip_model_state,
+    clip_run_config,
+    read_transformers_clip,
+)
+from simpleclip.config import CLIP_TOWERS, Config, load_config, save_config
 from simpleclip.data.transforms import ImagePreprocessing
 from simpleclip.encoders import EncoderLoadError, ImageEncoder, TextEncoder
 from simpleclip.heads import build_heads
@@ -160,16 +170,20 @@ class CLIPModel(nn.Module):
         write_refs(directory, refs)
         save_config(self.config, directory / CONFIG)
         self.tokenizer.save_pretrained(directory / TOKENIZER)
-        self.text_encoder.model.config.save_pretrained(directory / TEXT_ARCH)
+        self.text_encoder.hf_config.save_pretrained(directory / TEXT_ARCH)
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> CLIPModel:
         """Rebuild a saved model offline: no download, same tokenization as in training.
 
+        A folder in transformers' layout is read as a pretrained CLIP (``load_transformers_clip``).
+
         Raises:
             UnsafeCheckpointError: the folder holds code or a pickle, or a file is corrupt
                 (``simpleclip.safe_files``); nothing from it was run.
         """
+        if is_transformers_folder(directory):
+            return load_transformers_clip(directory).to(device).eval()
         directory = readable_directory(directory, required=WEIGHTS)
         for part in (TOKENIZER, TEXT_ARCH):  # what transformers reads: no auto_map, code, pickle
             refuse_code(directory / part)
@@ -181,7 +195,7 @@ class CLIPModel(nn.Module):
                 "whole folder that training or CLIPModel.save wrote, or train again."
             )
         config = load_config(directory / CONFIG)
-        tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER, trust_remote_code=False)
+        tokenizer = _saved_tokenizer(config, directory / TOKENIZER)
         hf_config = AutoConfig.from_pretrained(directory / TEXT_ARCH, trust_remote_code=False)
         model = build_model(config, tokenizer=tokenizer, hf_config=hf_config, pretrained=False)
         refs = read_refs(directory)
@@ -205,10 +219,33 @@ class CLIPModel(nn.Module):
     ) -> CLIPModel:
         """``load`` a local folder, or a Hub repo id such as ``"user/name"`` (downloaded once).
 
+        The repo may be one of ours or a transformers CLIP (``"openai/clip-vit-base-patch32"``).
+
         ``kwargs``: ``revision``, ``token``, ``cache_dir``, ``endpoint`` (see
         ``simpleclip.checkpoint.resolve_checkpoint``). Sharing is ``simpleclip.hub``'s job.
         """
         return cls.load(resolve_checkpoint(name_or_path, **kwargs), device)
+
+
+def load_transformers_clip(folder: str | Path) -> CLIPModel:
+    """A pretrained CLIP in transformers' layout as a ``CLIPModel`` (``clip_arch.towers``).
+
+    Its towers are the course's own CLIP, its heads CLIP's projections, its ``logit_scale``
+    CLIP's; its unit embeddings equal ``transformers.CLIPModel``'s ``get_image_features`` and
+    ``get_text_features``, normalised. ``save`` writes it as any checkpoint.
+    """
+    hf_config, clip, bpe = read_transformers_clip(folder)
+    model = build_model(clip_run_config(clip.config), tokenizer=bpe, hf_config=hf_config)
+    model.load_state_dict(clip_model_state(clip.state_dict()))
+    return model
+
+
+def _saved_tokenizer(config: Config, folder: Path) -> Any:
+    """The tokenizer a checkpoint holds: CLIP's BPE files for the ``"clip"`` towers, else a
+    Hugging Face tokenizer folder."""
+    if config.text.name == CLIP_TOWERS:
+        return BPETokenizer.from_pretrained(str(folder))
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
 
 
 def _rebuild_tower(
@@ -244,13 +281,19 @@ def build_model(
         hf_config: the text model's architecture, to rebuild offline (used by ``load``).
         pretrained: override both encoders' ``pretrained`` flags (``load`` passes False).
 
+    The ``"clip"`` towers of a pretrained CLIP are sized by ``hf_config`` (its
+    ``transformers.CLIPConfig``) and need its BPE tokenizer (``clip_arch.build_clip_towers``).
+
     Example:
         >>> from simpleclip.config import load_config
         >>> config = load_config("synthetic_tiny")  # doctest: +SKIP
         >>> model = build_model(config, tokenizer=tokenizer)  # doctest: +SKIP
     """
-    image_encoder = build_image_encoder(config, pretrained)
-    text_encoder = build_text_encoder(config, tokenizer, hf_config, pretrained)
+    if CLIP_TOWERS in (config.image.name, config.text.name):  # a pretrained CLIP's own towers
+        image_encoder, text_encoder = build_clip_towers(config, tokenizer, hf_config)
+    else:
+        image_encoder = build_image_encoder(config, pretrained)
+        text_encoder = build_text_encoder(config, tokenizer, hf_config, pretrained)
     image_head, text_head = build_heads(
         config.head.kind,
         image_encoder.out_dim,

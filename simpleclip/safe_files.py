@@ -74,16 +74,17 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def load_tensors(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` of a file we wrote (training state); a file that holds
-    anything but tensors and plain values is refused with one line naming it."""
+def load_tensors(path: Path, what: str = "simpleclip training state") -> Any:
+    """``torch.load(weights_only=True)`` of a file we wrote (training state), or of a pickled
+    state dict (``what`` names the kind in the message); a file that holds anything but tensors
+    and plain values is refused with one line naming it."""
     try:
         with warnings.catch_warnings():  # a foreign pickle's protocol: our error says it all
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
         raise UnsafeCheckpointError(
-            f"{path} does not read as simpleclip training state: it is cut short, corrupt, or "
+            f"{path} does not read as {what}: it is cut short, corrupt, or "
             f"holds objects other than tensors ({type(err).__name__}; nothing in it was run); "
             f"{FIX}."
         ) from None

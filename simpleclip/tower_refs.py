@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from simpleclip.config import CLIP_TOWERS
+
 REFS = "frozen_towers.json"  # in a checkpoint folder, next to model.safetensors
 TOWERS = {"image": "image_encoder", "text": "text_encoder"}  # config section -> attribute
 
@@ -65,13 +67,14 @@ def trained_keys(tower: nn.Module) -> set[str]:
 
 def referable_towers(model: nn.Module) -> list[str]:
     """The towers ("image", "text") that can be referenced: pretrained, built from a source
-    that can be read again, and with at least one frozen parameter."""
+    that can be read again by name (not "tiny" or "clip", built in code), and with at least one
+    frozen parameter."""
     config, found = model.config, []
     for section, attribute in TOWERS.items():
         settings = getattr(config, section)
         tower = getattr(model, attribute)
         some_frozen = any(not p.requires_grad for p in tower.parameters())
-        if settings.pretrained and some_frozen and settings.name != "tiny":
+        if settings.pretrained and some_frozen and settings.name not in ("tiny", CLIP_TOWERS):
             found.append(section)
     return found
 

@@ -84,6 +84,51 @@ def tiny_tokenizer(synthetic_root: Path):
 
 
 @pytest.fixture(scope="session")
+def clip_folder(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIP in transformers' layout, as a hub repo holds it: ``config.json``, the
+    weights and a BPE vocabulary learnt from the synthetic captions (``vocab.json``,
+    ``merges.txt``). What ``openai/clip-vit-base-patch32`` is, 10,000 times smaller."""
+    import math
+
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    from simpleclip.clip_arch import BPETokenizer, learn_merges
+    from simpleclip.data import read_captions
+
+    corpus = read_captions(synthetic_root / "captions.txt")["caption"]
+    tok = BPETokenizer(learn_merges(corpus, 80))
+    text = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        vocab_size=tok.vocab_size,
+        bos_token_id=tok.sot_id,
+        pad_token_id=0,
+        eos_token_id=2,
+    )  # the old value of the openai/* hub configs: argmax pooling
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+    )
+    torch.manual_seed(0)
+    hf = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
+    with torch.no_grad():  # zero biases and unit LayerNorms would hide a swapped mapping
+        for param in hf.parameters():
+            param.add_(0.02 * torch.randn_like(param))
+        hf.logit_scale.fill_(math.log(1 / 0.07))
+    out = tmp_path_factory.mktemp("tiny_clip")
+    hf.save_pretrained(out)
+    tok.save(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def smoke_notebooks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The course's notebooks executed once in the smoke track: a folder of executed copies.
 

@@ -3,8 +3,9 @@
 The architecture of Radford et al., 2021 (arXiv:2103.00020, section 2.4): a causal text
 transformer read at its end token (``text``), a ViT (``vision``) or modified ResNet
 (``resnet``) image tower, a learned temperature (``model``), CLIP's byte-level BPE tokenizer
-(``tokenizer``), weight loading from ``transformers`` or OpenAI checkpoints (``convert``), and a
-check against ``transformers`` on the real model (``validate``). Taught in
+(``tokenizer``), weight loading from ``transformers`` or OpenAI checkpoints (``convert``), a
+check against ``transformers`` on the real model (``validate``), and the two towers a
+pretrained CLIP brings to ``simpleclip.model.CLIPModel`` (``towers``). Taught in
 ``notebooks/09_clip_from_scratch.ipynb``.
 
 Example:
@@ -30,12 +31,22 @@ from simpleclip.clip_arch.convert import (
     from_openai_state_dict,
     load_checked,
     load_pretrained,
+    read_transformers_clip,
+    read_transformers_weights,
 )
 from simpleclip.clip_arch.model import CLIP, build_clip
 from simpleclip.clip_arch.preprocess import CLIP_MEAN, CLIP_STD, image_transform, load_image
 from simpleclip.clip_arch.resnet import Bottleneck, ModifiedResNet
 from simpleclip.clip_arch.text import TextTransformer, eot_positions
 from simpleclip.clip_arch.tokenizer import BPETokenizer, learn_merges
+from simpleclip.clip_arch.towers import (
+    CaptionTokenizer,
+    CLIPImageTower,
+    CLIPTextTower,
+    build_clip_towers,
+    clip_model_state,
+    clip_run_config,
+)
 from simpleclip.clip_arch.transformer import (
     QuickGELU,
     ResidualAttentionBlock,
@@ -53,6 +64,9 @@ __all__ = [
     "BPETokenizer",
     "Bottleneck",
     "CLIPArchConfig",
+    "CLIPImageTower",
+    "CLIPTextTower",
+    "CaptionTokenizer",
     "ModifiedResNet",
     "QuickGELU",
     "ResidualAttentionBlock",
@@ -64,7 +78,10 @@ __all__ = [
     "VisionConfig",
     "VisionTransformer",
     "build_clip",
+    "build_clip_towers",
     "causal_mask",
+    "clip_model_state",
+    "clip_run_config",
     "config_from_hf",
     "convert_hf_state_dict",
     "eot_positions",
@@ -77,4 +94,6 @@ __all__ = [
     "load_checked",
     "load_image",
     "load_pretrained",
+    "read_transformers_clip",
+    "read_transformers_weights",
 ]

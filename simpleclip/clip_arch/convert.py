@@ -6,19 +6,25 @@ Hugging Face's CLIP is the same network under other names: its ``self_attn.q_pro
 ``HF_NAMES`` and ``HF_BLOCK_NAMES`` below spell the mapping out; anything they do not cover,
 anything missing and any shape that does not fit is refused with a list. OpenAI's own
 checkpoints (the only source of the ResNet weights) use our names already, except that the
-text tower sits at the top level. Taught in ``notebooks/09_clip_from_scratch.ipynb``.
+text tower sits at the top level. A folder in transformers' layout (a hub repo's download) is read
+without transformers' model code: ``read_transformers_clip``. Taught in
+``notebooks/09_clip_from_scratch.ipynb``.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from simpleclip.checkpoint import resolve_checkpoint
 from simpleclip.clip_arch.config import CLIPArchConfig, TextConfig, VisionConfig
 from simpleclip.clip_arch.model import CLIP
 from simpleclip.clip_arch.tokenizer import BPETokenizer
+from simpleclip.safe_files import load_safetensors, load_tensors
 
 # Hugging Face name -> our name, outside the transformer blocks.
 HF_NAMES = {
@@ -224,14 +230,73 @@ def from_openai_state_dict(
     return load_checked(CLIP(config), ours).eval()
 
 
+def read_transformers_clip(folder: str | Path) -> tuple[Any, CLIP, BPETokenizer]:
+    """Read a CLIP saved in transformers' layout, without transformers' model code.
+
+    The layout of the ``openai/clip-*`` hub repos and of ``transformers.CLIPModel.save_pretrained``
+    plus the tokenizer's ``vocab.json`` and ``merges.txt``. Only the config is read by
+    transformers (``CLIPConfig``, a data class: no ``auto_map``, no code); the weights are read
+    by ``read_transformers_weights`` and checked name by name (``load_checked``).
+
+    Args:
+        folder: the folder (a hub repo is downloaded first: ``simpleclip.checkpoint``).
+
+    Returns:
+        ``(hf_config, model, tokenizer)``: the ``transformers.CLIPConfig``, our ``CLIP`` with
+        the weights in eval mode, and its BPE tokenizer.
+
+    Raises:
+        ValueError: not a CLIP, a CLIP we do not implement, or weights that do not fit it.
+        FileNotFoundError: no weights, or no ``vocab.json`` / ``merges.txt``.
+    """
+    from transformers import CLIPConfig
+
+    folder = Path(folder)
+    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if raw.get("model_type") != "clip":
+        raise ValueError(
+            f"{folder} holds a transformers {raw.get('model_type')!r} model, not a CLIP "
+            '(config.json: "model_type": "clip"); only OpenAI\'s CLIP architecture is read.'
+        )
+    hf_config = CLIPConfig.from_dict(raw)
+    model = from_hf_state_dict(read_transformers_weights(folder), config_from_hf(hf_config))
+    return hf_config, model, BPETokenizer.from_pretrained(str(folder))
+
+
+def read_transformers_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """A transformers folder's state dict: ``model.safetensors``, or its shards listed in
+    ``model.safetensors.index.json``; ``pytorch_model.bin`` (a pickle) only when there is no
+    safetensors file, and then unpickled with ``weights_only=True`` (tensors only, no code).
+
+    Raises:
+        FileNotFoundError: none of these files is there.
+    """
+    index = folder / "model.safetensors.index.json"
+    if (folder / "model.safetensors").is_file():
+        state = load_safetensors(folder / "model.safetensors")
+    elif index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        state = {k: v for shard in shards for k, v in load_safetensors(folder / shard).items()}
+    elif (folder / "pytorch_model.bin").is_file():
+        state = load_tensors(folder / "pytorch_model.bin", what="a transformers state dict")
+    else:
+        raise FileNotFoundError(
+            f"{folder} has a config.json but no weights: expected model.safetensors (or its "
+            "shards and model.safetensors.index.json). Download the whole model folder."
+        )
+    # Older checkpoints also store each tower's position ids (0, 1, 2, ...): not weights.
+    return {k: v for k, v in state.items() if not k.endswith("embeddings.position_ids")}
+
+
 def load_pretrained(name: str = "openai/clip-vit-base-patch32") -> tuple[CLIP, BPETokenizer]:
-    """Download a hub CLIP (needs internet once, then the cache) as our model and tokenizer.
+    """Our CLIP and its tokenizer from a hub id (downloaded once, then the cache) or a folder.
+
+    The download is ``simpleclip.checkpoint.resolve_checkpoint``'s (the files listed there
+    only); the folder is read by ``read_transformers_clip``.
 
     Example:
         >>> model, tokenizer = load_pretrained()
         >>> text_embeds = model.encode_text(tokenizer(["a photo of a cat", "a photo of a dog"]))
     """
-    from transformers import CLIPModel
-
-    hf_model = CLIPModel.from_pretrained(name, trust_remote_code=False)
-    return from_hf(hf_model), BPETokenizer.from_pretrained(name)
+    _, model, tokenizer = read_transformers_clip(resolve_checkpoint(name))
+    return model, tokenizer

@@ -43,10 +43,12 @@ class TextTransformer(nn.Module):
 
     Args:
         config: sizes of the tower.
-        embed_dim: E, the shared embedding size ``text_projection`` maps into.
+        embed_dim: E, the shared embedding size ``text_projection`` maps into; None leaves the
+            projection out, so ``forward`` gives the (B, D) features at the EOT token (the text
+            tower of ``simpleclip.model.CLIPModel``, whose head is the projection).
     """
 
-    def __init__(self, config: TextConfig, embed_dim: int) -> None:
+    def __init__(self, config: TextConfig, embed_dim: int | None) -> None:
         super().__init__()
         self.config = config
         width = config.width
@@ -57,7 +59,9 @@ class TextTransformer(nn.Module):
         )
         self.ln_final = nn.LayerNorm(width)
         # A plain matrix, used as x @ W (OpenAI's layout; an nn.Linear would store W transposed).
-        self.text_projection = nn.Parameter(torch.empty(width, embed_dim))
+        self.text_projection: nn.Parameter | None = None
+        if embed_dim is not None:
+            self.text_projection = nn.Parameter(torch.empty(width, embed_dim))
         self.register_buffer("attn_mask", causal_mask(config.context_length), persistent=False)
         self.init_weights()
 
@@ -71,7 +75,8 @@ class TextTransformer(nn.Module):
             nn.init.normal_(block.attn.out_proj.weight, std=width**-0.5 * (2 * layers) ** -0.5)
             nn.init.normal_(block.mlp.c_fc.weight, std=(2 * width) ** -0.5)
             nn.init.normal_(block.mlp.c_proj.weight, std=width**-0.5 * (2 * layers) ** -0.5)
-        nn.init.normal_(self.text_projection, std=width**-0.5)
+        if self.text_projection is not None:
+            nn.init.normal_(self.text_projection, std=width**-0.5)
 
     def forward_features(self, ids: torch.Tensor) -> torch.Tensor:
         """Hidden states of every position after the final LayerNorm.
@@ -90,12 +95,15 @@ class TextTransformer(nn.Module):
         return self.ln_final(x)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """Projected (not normalised) text features, read at the EOT token.
+        """Projected (not normalised) text features, read at the EOT token; without a
+        projection, the (B, D) hidden state there.
 
         Shapes:
-            ids (B, L) -> (B, E)
+            ids (B, L) -> (B, E), or (B, D) when ``embed_dim`` is None
         """
         x = self.forward_features(ids)  # (B, L, D)
         eot = eot_positions(ids, self.config.eot_token_id)  # (B,)
         pooled = x[torch.arange(x.shape[0], device=x.device), eot]  # (B, D)
+        if self.text_projection is None:
+            return pooled
         return pooled @ self.text_projection  # (B, D) @ (D, E) -> (B, E)

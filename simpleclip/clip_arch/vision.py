@@ -21,10 +21,12 @@ class VisionTransformer(nn.Module):
 
     Args:
         config: sizes of the tower (``resnet_layers`` must be None).
-        embed_dim: E, the shared embedding size ``proj`` maps into.
+        embed_dim: E, the shared embedding size ``proj`` maps into; None leaves the projection
+            out, so ``forward`` gives the (B, D) class-token features (the image tower of
+            ``simpleclip.model.CLIPModel``, whose head is the projection).
     """
 
-    def __init__(self, config: VisionConfig, embed_dim: int) -> None:
+    def __init__(self, config: VisionConfig, embed_dim: int | None) -> None:
         super().__init__()
         self.config = config
         width, grid = config.width, config.image_size // config.patch_size
@@ -40,7 +42,9 @@ class VisionTransformer(nn.Module):
             width, config.layers, config.heads, config.mlp_ratio, config.activation
         )
         self.ln_post = nn.LayerNorm(width)
-        self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))  # used as x @ proj
+        self.proj: nn.Parameter | None = None  # used as x @ proj
+        if embed_dim is not None:
+            self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Hidden states of the class token and every patch after the last block.
@@ -61,10 +65,13 @@ class VisionTransformer(nn.Module):
         return self.transformer(self.ln_pre(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Projected (not normalised) image features, read at the class token.
+        """Projected (not normalised) image features, read at the class token; without a
+        projection, the (B, D) class-token features.
 
         Shapes:
-            x (B, 3, H, W) -> (B, E)
+            x (B, 3, H, W) -> (B, E), or (B, D) when ``embed_dim`` is None
         """
         cls = self.ln_post(self.forward_features(x)[:, 0])  # (B, D)
+        if self.proj is None:
+            return cls
         return cls @ self.proj  # (B, D) @ (D, E) -> (B, E)

@@ -16,6 +16,7 @@ from simpleclip.data.dataset import (
     find_images_dir,
     load_split,
     pad_token_ids,
+    tokenize_captions,
 )
 from simpleclip.data.images import (
     ImageLoadError,
@@ -53,4 +54,5 @@ __all__ = [
     "read_captions",
     "split_images",
     "to_pixels",
+    "tokenize_captions",
 ]

@@ -121,6 +121,22 @@ def pad_token_ids(
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
+def tokenize_captions(
+    tokenizer: Any, texts: Sequence[str], max_length: int
+) -> dict[str, torch.Tensor]:
+    """Captions -> padded ``input_ids`` and ``attention_mask`` tensors, cut at ``max_length``.
+
+    The one call that turns sentences into a batch at inference (``TextEncoder.tokenize``, the
+    CLIP text tower's): the tokenizer's ids, padded by ``pad_token_ids`` as ``CaptionDataset``
+    pads its training batches, so a caption is the same ids and mask in both.
+
+    Shapes: N texts -> input_ids (N, L), attention_mask (N, L), L = the longest caption's length
+    """
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    padding_side = getattr(tokenizer, "padding_side", "right")
+    return pad_token_ids(ids, tokenizer.pad_token_id, padding_side)
+
+
 class CaptionDataset(Dataset):
     """Image-caption pairs from a caption table.
 

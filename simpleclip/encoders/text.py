@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from simpleclip.data import pad_token_ids
+from simpleclip.data import tokenize_captions
 from simpleclip.encoders.errors import EncoderLoadError
 from simpleclip.encoders.local_weights import hf_folder
 from simpleclip.encoders.partial import unfreeze_last_layers
@@ -220,16 +220,18 @@ class TextEncoder(nn.Module):
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Captions -> padded ``input_ids`` and ``attention_mask`` tensors, cut at max_length.
 
-        Padded by ``data.pad_token_ids``, as the training batches are: the same ids and mask
-        for a caption in training and at inference, whichever side the tokenizer pads.
+        ``data.tokenize_captions`` pads them as ``CaptionDataset`` pads its training batches: the
+        same ids and mask for a caption in training and at inference, whichever side it pads.
 
         Shapes:
             N texts -> input_ids (N, L), attention_mask (N, L), L = longest caption's length
         """
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
-        return pad_token_ids(
-            ids["input_ids"], self.tokenizer.pad_token_id, self.tokenizer.padding_side
-        )
+        return tokenize_captions(self.tokenizer, texts, self.max_length)
+
+    @property
+    def hf_config(self) -> PretrainedConfig:
+        """The transformer's architecture, which ``CLIPModel.save`` writes to rebuild it offline."""
+        return self.model.config
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
