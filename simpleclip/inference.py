@@ -96,7 +96,7 @@ def embed_images(
     """Unit image embeddings (``model.encode_image``), or encoder features before the head.
 
     Args:
-        model: a ``CLIPModel``, or anything with ``encode_image`` (the pretrained baseline).
+        model: a ``CLIPModel``, or anything with ``encode_image``.
         images: preprocessed pictures: one (N, 3, S, S) tensor, a dataset of (3, S, S) tensors
             (read by a ``DataLoader``), or an iterable of (B, 3, S, S) batches.
         batch_size: pictures per forward pass (tensor and dataset inputs).
@@ -221,7 +221,7 @@ def embed_texts(
 def caption_batches(dataset: Any, batch_size: int = 256) -> DataLoader:
     """A ``CaptionDataset``'s captions as token batches, in order: the ids the model trained on.
 
-    Works with any tokenizer the dataset was built with (the pretrained baseline's too).
+    Works with any tokenizer the dataset was built with (a pretrained CLIP's BPE too).
     """
     captions = range(len(dataset.captions))
     return DataLoader(captions, batch_size=batch_size, collate_fn=dataset.collate_text)

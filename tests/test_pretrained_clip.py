@@ -1,6 +1,6 @@
 """A pretrained CLIP is a model like any other: loaded from transformers' layout as a
 ``CLIPModel`` with the course's own CLIP towers, equal to ``transformers.CLIPModel``, saved and
-reloaded bit for bit.
+reloaded bit for bit, and taken by ``eval`` and ``search`` as any checkpoint.
 
 ``clip_folder`` (conftest) is a tiny randomly initialised ``transformers.CLIPModel`` and a tiny
 BPE vocabulary saved like a hub repo: nothing is downloaded.
@@ -18,9 +18,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from simpleclip.checkpoint import resolve_checkpoint
+from simpleclip.cli import main
 from simpleclip.clip_arch import BPETokenizer, load_pretrained
 from simpleclip.config import CLIP_TOWERS, apply_overrides
-from simpleclip.inference import embed_texts
+from simpleclip.evaluate import compute_embeddings, eval_split, retrieval_metrics
+from simpleclip.inference import embed_pictures, embed_texts
 from simpleclip.model import CLIPModel, build_model
 
 CAPTIONS = [
@@ -150,3 +152,73 @@ def test_other_models_and_half_clip_configs_are_refused(clip_folder: Path, tmp_p
     config = apply_overrides(CLIPModel.load(clip_folder).config, ["text.name=tiny"])
     with pytest.raises(ValueError, match="must both be 'clip'"):
         build_model(config)
+
+
+def test_eval_takes_a_pretrained_clip_as_a_checkpoint(
+    model: CLIPModel, clip_folder: Path, synthetic_root: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["eval", "--checkpoint", str(clip_folder), "--data", str(synthetic_root)]
+    assert main(argv) == 0
+    assert "text -> image" in capsys.readouterr().out
+    metrics = json.loads((clip_folder / "metrics_test.json").read_text())
+    direct = retrieval_metrics(compute_embeddings(model, eval_split(model, synthetic_root)))
+    assert {k: metrics[k] for k in direct} == direct
+
+
+def test_eval_baseline_is_an_alias_that_says_so(
+    clip_folder: Path, synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    outs = [tmp_path / "baseline.json", tmp_path / "checkpoint.json"]
+    for flag, out in zip(("--baseline", "--checkpoint"), outs, strict=True):
+        argv = ["eval", flag, str(clip_folder), "--data", str(synthetic_root), "--out", str(out)]
+        assert main(argv) == 0
+    assert f"--baseline is --checkpoint now: evaluating --checkpoint {clip_folder}" in (
+        capsys.readouterr().err
+    )
+    baseline, checkpoint = (json.loads(out.read_text()) for out in outs)
+    assert {k: v for k, v in baseline.items() if k != "eval_seconds"} == {
+        k: v for k, v in checkpoint.items() if k != "eval_seconds"
+    }
+
+
+def test_search_takes_a_pretrained_clip_as_a_checkpoint(
+    model: CLIPModel, clip_folder: Path, synthetic_root: Path, tmp_path: Path, capsys
+) -> None:
+    images = synthetic_root / "Images"
+    query = "a big red circle"
+    argv = ["search", query, "--checkpoint", str(clip_folder), "--images", str(images)]
+    assert main([*argv, "--top-k", "3", "--cache-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"Best matches for {query!r}:"
+    shown = [line.split()[-1] for line in lines[1:4]]
+    files = sorted(images.glob("*.jpg"))
+    image_embeds, _ = embed_pictures(model, files)
+    scores = image_embeds @ embed_texts(model, [query])[0]
+    assert shown == [files[i].name for i in scores.topk(3).indices]
+
+
+def test_uncached_hub_id_offline_fails_with_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, synthetic_root: Path, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    name = "simpleclip-tests/no-such-clip"
+    assert main(["eval", "--checkpoint", name, "--data", str(synthetic_root)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("simpleclip eval: error:") and "internet" in err
+    assert repr(name) in err and "HF_HUB_OFFLINE" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        ([], "one of the arguments --checkpoint --baseline is required"),
+        (["--checkpoint", "runs/x", "--baseline", "y"], "not allowed with argument"),
+    ],
+)
+def test_exactly_one_of_checkpoint_and_baseline(
+    models: list[str], message: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--data", "data/synthetic", *models])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     require_onnx()
     check_out_dir(args.out, args.overwrite)
-    model = CLIPModel.load(args.checkpoint)
+    model = CLIPModel.from_pretrained(args.checkpoint)
     start = time.perf_counter()
     paths = export_onnx(model, args.out, opset=args.opset, overwrite=args.overwrite)
     seconds = time.perf_counter() - start

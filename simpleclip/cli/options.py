@@ -1,13 +1,13 @@
 """Options that several ``simpleclip`` commands share, defined once so they read the same.
 
 ``--set KEY=VALUE`` is the one override syntax of the command line and of notebooks
-(``simpleclip.config.load_config``); ``--checkpoint`` names a saved model folder.
+(``simpleclip.config.load_config``); ``--checkpoint`` names a model: a saved folder, a pretrained
+CLIP in transformers' layout, or a Hub id (``CLIPModel.from_pretrained``).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 
@@ -24,10 +24,11 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def add_checkpoint(parser: argparse.ArgumentParser | Any, required: bool = True) -> None:
-    """``--checkpoint DIR``: one saved model folder (``parser`` may be an argument group)."""
+    """``--checkpoint NAME``: one model (``parser`` may be an argument group)."""
     parser.add_argument(
         "--checkpoint",
-        type=Path,
+        metavar="NAME",
         required=required,
-        help="a saved model folder (e.g. runs/demo/model)",
+        help="a saved model folder (e.g. runs/demo/model), a CLIP folder in transformers' "
+        "layout, or a Hub id such as openai/clip-vit-base-patch32 (downloaded once)",
     )

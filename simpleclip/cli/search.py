@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}.")
-    model = CLIPModel.load(args.checkpoint)
+    model = CLIPModel.from_pretrained(args.checkpoint)
     index = ImageIndex.build(
         model,
         args.images,

@@ -3,8 +3,10 @@
 - ``retrieval``: the split a model is scored on (``eval_split``) and Recall@K in both
   directions, the standard Flickr8k measure;
 - ``figures``: the evaluation pictures of a model on a test split (similarity matrix, retrieval
-  grids, worst failures);
-- ``baseline``: OpenAI's pretrained CLIP, zero-shot on the same split, for comparison.
+  grids, worst failures).
+
+OpenAI's pretrained CLIP is scored like any model, zero-shot on the same split, for comparison:
+``simpleclip eval --checkpoint openai/clip-vit-base-patch32`` (``CLIPModel.from_pretrained``).
 """
 
 from simpleclip.evaluate.retrieval import (

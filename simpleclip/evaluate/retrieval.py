@@ -43,8 +43,7 @@ def eval_split(
     """A split as the model is scored on it: its own eval transform, tokenizer and caption length.
 
     Args:
-        model: a ``CLIPModel`` or the pretrained baseline (both have ``preprocessing``,
-            ``tokenizer`` and ``max_length``).
+        model: a ``CLIPModel`` (its ``preprocessing``, ``tokenizer`` and ``max_length``).
         root: the dataset folder.
         split: ``"train"``, ``"dev"`` (or ``"val"``), ``"test"``; ``"all"`` or None for every
             image.
