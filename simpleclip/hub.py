@@ -28,6 +28,7 @@ from simpleclip.checkpoint import (
     TOKENIZER,
     WEIGHTS,
     atomic_directory,
+    is_transformers_folder,
     readable_directory,
 )
 from simpleclip.model import CLIPModel
@@ -131,13 +132,16 @@ def check_credentials(repo_id: str, token: str | None) -> str:
 
 def stage_checkpoint(directory: Path, staging: Path) -> None:
     """Hard-link (or copy) a checkpoint's shareable files into ``staging``, which gets the card;
-    ``config.yaml`` is rewritten without local paths (``model_card.public_config``)."""
+    ``config.yaml`` is rewritten without local paths (``model_card.public_config``). A pretrained
+    CLIP in transformers' layout is shared in ours, like any model (``CLIPModel.save``'s files)."""
     names = [p.name for p in directory.glob(METRICS)]
-    if read_refs(directory):  # frozen towers referenced, not copied: share a whole model
+    if read_refs(directory) or is_transformers_folder(directory):  # written whole, in our layout
         CLIPModel.load(directory).write_files(staging)
+        config = staging / CONFIG
     else:
         names += [WEIGHTS, TOKENIZER, TEXT_ARCH]
-    write_public_config(directory / CONFIG, staging / CONFIG)
+        config = directory / CONFIG
+    write_public_config(config, staging / CONFIG)
     for name in names:
         source = directory / name
         if source.is_dir():

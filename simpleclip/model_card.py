@@ -17,7 +17,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from simpleclip.checkpoint import CARD, CONFIG, METRICS
-from simpleclip.config import Config, load_config, save_config
+from simpleclip.config import CLIP_TOWERS, Config, load_config, save_config
 from simpleclip.paths import is_local_name
 from simpleclip.recall import KS, recall_cells, recall_key
 
@@ -39,7 +39,10 @@ def read_metrics(directory: str | Path) -> dict[str, dict]:
 
 
 def guess_datasets(config: Config) -> list[str]:
-    """The well-known dataset a run trained on, from its data folder's name; [] if unknown."""
+    """The well-known dataset a run trained on, from its data folder's name; [] if unknown (or
+    for a pretrained CLIP, not trained here: its config's data folder is the default)."""
+    if config.image.name == CLIP_TOWERS:
+        return []
     folder = Path(config.data.root).name.lower()
     return [name for name in KNOWN_DATASETS if name in folder][:1]
 
@@ -149,12 +152,21 @@ def card_body(config: Config, name: str, metrics: dict[str, dict]) -> str:
         "data": f"`{Path(config.data.root).name}`",
         "training": f"{train.epochs} epochs, batch size {train.batch_size}",
     }
+    about = (
+        "A CLIP model trained with simpleclip: an image encoder and a text encoder meeting in "
+        "one embedding space, trained with a contrastive loss. The full run config is in "
+        "`config.yaml`."
+    )
+    if image.name == CLIP_TOWERS:  # loaded, not trained here: no data or training to report
+        del rows["data"], rows["training"]
+        about = (
+            "A pretrained CLIP saved with simpleclip: OpenAI's architecture written from scratch "
+            "(`simpleclip.clip_arch`), with the weights it was loaded with; not trained here."
+        )
     lines = [
         f"# {name}",
         "",
-        "A CLIP model trained with simpleclip: an image encoder and a text encoder meeting in "
-        "one embedding space, trained with a contrastive loss. The full run config is in "
-        "`config.yaml`.",
+        about,
         "",
         "| part | setting |",
         "|---|---|",

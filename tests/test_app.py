@@ -41,6 +41,7 @@ from simpleclip.cli import build_parser, main
 from simpleclip.config import load_config
 from simpleclip.data import load_rgb
 from simpleclip.data.images import thumbnail
+from simpleclip.inference import embed_pictures, embed_texts
 from simpleclip.model import build_model
 
 REFUSED = "is outside the folders this server was started with"
@@ -137,6 +138,22 @@ def test_search_returns_a_gallery_with_scores(app: ClipApp) -> None:
         assert shown.format == "JPEG" and shown.size == original.size == (64, 64)
     scores = [float(caption.split()[0]) for _, caption in gallery]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_a_pretrained_clip_given_with_checkpoint_is_offered_and_searches(
+    runs_dir: Path, synthetic_root: Path, clip_folder: Path, tmp_path: Path
+) -> None:
+    app = ClipApp(runs_dir, synthetic_root.parent, checkpoint=clip_folder, cache_dir=tmp_path)
+    assert app.checkpoints == [str(clip_folder), str(runs_dir / "tiny" / "model")]
+    query, folder = "a big red circle", Path(app.folders[0])
+    gallery, message = app.search(query, app.checkpoints[0], str(folder), 3)
+    assert message == f"Best 3 of 120 pictures in {folder}."
+    model = app.model(app.checkpoints[0])
+    files = sorted(folder.glob("*.jpg"))
+    scores = embed_pictures(model, files)[0] @ embed_texts(model, [query])[0]
+    assert [caption.split()[1] for _, caption in gallery] == [
+        files[i].name for i in scores.topk(3).indices
+    ]
 
 
 def test_the_first_search_reports_pictures_encoded_out_of_all(app: ClipApp) -> None:

@@ -244,6 +244,29 @@ def test_push_to_hub_then_from_pretrained_by_repo_id_round_trips(
         assert torch.equal(before, after)
 
 
+def test_a_transformers_clip_loads_by_hub_id_and_is_pushed_in_our_layout(
+    clip_folder: Path, hub: tuple[str, StandInHub], tmp_path: Path
+) -> None:
+    endpoint, server = hub
+    api = huggingface_hub.HfApi(endpoint=endpoint, token=TOKEN)
+    api.create_repo("tiny-openai/clip", exist_ok=True)
+    api.upload_folder(repo_id="tiny-openai/clip", folder_path=clip_folder)  # as the Hub holds it
+    cache = tmp_path / "hub-cache"
+    reference = embeddings(CLIPModel.load(clip_folder))
+    loaded = CLIPModel.from_pretrained("tiny-openai/clip", endpoint=endpoint, cache_dir=cache)
+    assert all(map(torch.equal, reference, embeddings(loaded)))
+
+    push_checkpoint(clip_folder, "alice/tiny-openai-clip", token=TOKEN, endpoint=endpoint)
+    shared = server.repos["alice/tiny-openai-clip"]["files"]
+    assert {"config.yaml", "tokenizer/vocab.json", "text_model/config.json"} <= set(shared)
+    assert yaml.safe_load(shared["config.yaml"])["image"]["name"] == "clip"
+    card = shared["README.md"].decode()
+    assert "not trained here" in card and "epochs" not in card  # no run to report
+    assert "datasets" not in front_matter(card)
+    again = CLIPModel.from_pretrained("alice/tiny-openai-clip", endpoint=endpoint, cache_dir=cache)
+    assert all(map(torch.equal, reference, embeddings(again)))
+
+
 def test_a_local_folder_wins_over_a_hub_id_of_the_same_name(
     tiny_model: CLIPModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
