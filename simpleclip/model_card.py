@@ -40,11 +40,26 @@ def read_metrics(directory: str | Path) -> dict[str, dict]:
 
 def guess_datasets(config: Config) -> list[str]:
     """The well-known dataset a run trained on, from its data folder's name; [] if unknown (or
-    for a pretrained CLIP, not trained here: its config's data folder is the default)."""
-    if config.image.name == CLIP_TOWERS:
+    for a pretrained CLIP loaded as it is, not trained here: its data folder is the default)."""
+    if loaded_not_trained(config):
         return []
     folder = Path(config.data.root).name.lower()
     return [name for name in KNOWN_DATASETS if name in folder][:1]
+
+
+def loaded_not_trained(config: Config) -> bool:
+    """A pretrained CLIP saved as it was loaded: ``"clip"`` towers and no ``train.init_from``
+    (a fine-tune names the CLIP it started from there)."""
+    return config.image.name == CLIP_TOWERS and not config.train.init_from
+
+
+def base_model(config: Config) -> str | None:
+    """The Hub id of the pretrained CLIP a fine-tune started from (the Hub links the two);
+    None for other runs, or when it started from a local folder."""
+    start = config.train.init_from
+    if config.image.name != CLIP_TOWERS or not start or is_local_name(start):
+        return None
+    return start
 
 
 def write_model_card(directory: str | Path, name: str, datasets: list[str] | None = None) -> Path:
@@ -77,6 +92,7 @@ def model_card(
     results = eval_results(metrics, datasets[0] if datasets else Path(config.data.root).name)
     data = ModelCardData(
         library_name="simpleclip",
+        base_model=base_model(config),
         tags=tags,
         datasets=datasets or None,
         metrics=["recall"] if results else None,
@@ -157,11 +173,24 @@ def card_body(config: Config, name: str, metrics: dict[str, dict]) -> str:
         "one embedding space, trained with a contrastive loss. The full run config is in "
         "`config.yaml`."
     )
-    if image.name == CLIP_TOWERS:  # loaded, not trained here: no data or training to report
-        del rows["data"], rows["training"]
+    if image.name == CLIP_TOWERS:  # OpenAI's architecture, from scratch: clip_arch's towers
+        rows["image encoder"] = f"CLIP's ViT, {'trained' if image.trainable else 'locked'}"
+        rows["text encoder"] = (
+            f"CLIP's text transformer, {'trained' if text.trainable else 'locked'}"
+        )
+        rows["head"] = f"CLIP's projections, embed_dim {head.embed_dim}"
+        rows["loss"] = f"{loss.kind}, starting from the CLIP's learned temperature"
+    if loaded_not_trained(config):  # no data or training to report
+        del rows["data"], rows["training"], rows["loss"]
         about = (
             "A pretrained CLIP saved with simpleclip: OpenAI's architecture written from scratch "
             "(`simpleclip.clip_arch`), with the weights it was loaded with; not trained here."
+        )
+    elif image.name == CLIP_TOWERS:
+        about = (
+            f"The pretrained CLIP `{encoder_tag(train.init_from or '')}` fine-tuned with "
+            "simpleclip (OpenAI's architecture written from scratch, `simpleclip.clip_arch`), "
+            "with a contrastive loss. The full run config is in `config.yaml`."
         )
     lines = [
         f"# {name}",

@@ -121,7 +121,7 @@ def clip_folder(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) 
     with torch.no_grad():  # zero biases and unit LayerNorms would hide a swapped mapping
         for param in hf.parameters():
             param.add_(0.02 * torch.randn_like(param))
-        hf.logit_scale.fill_(math.log(1 / 0.07))
+        hf.logit_scale.fill_(math.log(100))  # where CLIP ends pre-training, not the 0.07 start
     out = tmp_path_factory.mktemp("tiny_clip")
     hf.save_pretrained(out)
     tok.save(out)

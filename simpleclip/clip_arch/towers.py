@@ -187,17 +187,26 @@ def build_clip_towers(
     return image_tower, text_tower
 
 
-def clip_run_config(arch: CLIPArchConfig) -> Config:
+def clip_run_config(arch: CLIPArchConfig, base: Config | None = None) -> Config:
     """The run config of a pretrained CLIP: ``"clip"`` towers, CLIP's ``linear`` projections
-    into its ``embed_dim``, captions up to its context length, its initial temperature."""
+    into its ``embed_dim``, captions up to its context length, its initial temperature.
+
+    Args:
+        arch: the CLIP's sizes.
+        base: a run config to fit (a fine-tune's: ``clip_finetune``), whose training settings
+            stay; what the CLIP fixes replaces its own, and captions are cut to the shorter of
+            its ``data.max_length`` and the CLIP's context. None: the defaults.
+    """
+    context = arch.text.context_length
+    max_length = context if base is None else min(base.data.max_length, context)
     return apply_overrides(
-        Config(),
+        base or Config(),
         [
             f"image.name={CLIP_TOWERS}",
             f"text.name={CLIP_TOWERS}",
             "head.kind=linear",
             f"head.embed_dim={arch.embed_dim}",
-            f"data.max_length={arch.text.context_length}",
+            f"data.max_length={max_length}",
             f"loss.init_temperature={math.exp(-arch.logit_scale_init)}",
         ],
     )

@@ -29,6 +29,7 @@ from simpleclip.train.features import (
     embed_features,
     frozen_towers,
 )
+from simpleclip.train.from_clip import start_from_clip, uses_clip_towers
 
 
 def prepare_data(config: Config) -> Path:
@@ -78,8 +79,12 @@ def new_model(config: Config, root: Path) -> CLIPModel:
     With ``train.init_from`` (a checkpoint folder, e.g. a linear probe's ``best/``) the model
     starts from that checkpoint's heads and temperature instead of random ones: a fine-tune
     that starts from random heads first spends its steps undoing noise in the shared space,
-    while the encoders' gradients are meaningless. See ``load_matching_weights``.
+    while the encoders' gradients are meaningless. See ``load_matching_weights``. A run on
+    ``"clip"`` towers starts from the whole pretrained CLIP ``train.init_from`` names
+    (``train.from_clip``); its ``model.config`` is the config fitted to that CLIP.
     """
+    if uses_clip_towers(config):
+        return start_from_clip(config)
     tokenizer = None
     if config.text.name == "tiny":  # a from-scratch text encoder gets a tokenizer of its own
         captions = load_split(root, config.data.train_split)["caption"]

@@ -43,6 +43,7 @@ from simpleclip.safe_files import load_tensors
 from simpleclip.train import distributed
 from simpleclip.train.checkpoint import disk_full_guard, gather_rng_states, restore_rng_state
 from simpleclip.train.data import new_model, prepare_data, training_data
+from simpleclip.train.from_clip import fit_to_clip
 from simpleclip.train.reporting import (
     Reporters,
     check_reporters,
@@ -145,6 +146,7 @@ def _train(config: Config, resume: bool, progress: bool, device: torch.device) -
     with collectives.main_process_first():  # rank 0 writes the data and downloads weights first
         root = prepare_data(config)
         model = _resume_model(config, last) if resume else new_model(config, root)
+    config = fit_to_clip(config, model)  # a pretrained CLIP's heads and text length are its own
     if collectives.world_size() > 1:  # different dropout draws on each rank
         torch.manual_seed(config.train.seed + collectives.rank())
     model.to(device)
@@ -254,6 +256,7 @@ def _has_model(folder: Path) -> bool:
 
 def _resume_model(config: Config, last: Path) -> CLIPModel:
     model = CLIPModel.load(readable_directory(last, required=TRAINER_STATE))
+    config = fit_to_clip(config, model)
     for section in MODEL_SECTIONS:
         if getattr(model.config, section) != getattr(config, section):
             raise ValueError(
