@@ -4,8 +4,9 @@
   slice with the real offline weights, then checks on what they left in ``runs/course-cpu/``:
   the course model's test recall and its zero-shot accuracy on real photos.
 - The gpu track's chain on a CPU: ResNet-50 with random weights and a tiny DistilBERT folder on
-  a small synthetic set, through notebooks 06 (train the course model) and 07 (evaluate it), so
-  the wiring of that track is exercised without a GPU or the hub.
+  a small synthetic set, through notebooks 06 (train the course model), 07 (evaluate it) and 09
+  (fine-tune the pretrained CLIP, here its random stand-in, with ``clip_finetune``), so the
+  wiring of that track is exercised without a GPU or the hub.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 from nbclient import NotebookClient
 from notebook_outputs import INLINE, output_problems
 
@@ -112,7 +114,7 @@ def test_gpu_track_chain_runs_on_a_cpu(
         f"train.out_dir={run}",
     ]
     course_env(monkeypatch, "gpu", overrides)
-    for stem in ("06_training", "07_evaluation"):
+    for stem in ("06_training", "07_evaluation", "09_clip_from_scratch"):
         run_notebook(REPO / "notebooks" / f"{stem}.ipynb")
     config = (run / "best" / "config.yaml").read_text()
     assert "name: resnet50" in config and str(text) in config  # 07 used the gpu course model
@@ -123,3 +125,8 @@ def test_gpu_track_chain_runs_on_a_cpu(
     for direction in ("t2i", "i2t"):  # a real ranking: more candidates never find fewer
         recall = metrics[direction]
         assert 0 <= recall["R@1"] <= recall["R@5"] <= recall["R@10"] <= 1, recall
+    # 09 fine-tuned the pretrained CLIP (offline: the random stand-in) with clip_finetune
+    finetune = run.parent / "clip-finetune-gpu"
+    tuned = yaml.safe_load((finetune / "best" / "config.yaml").read_text())
+    assert tuned["image"]["name"] == "clip" and tuned["train"]["weight_decay"] == 0.1
+    assert tuned["train"]["init_from"] == str(run.parent / "clip-stand-in")

@@ -18,6 +18,7 @@ from simpleclip import collectives
 from simpleclip.clip_arch import clip_run_config, config_from_hf
 from simpleclip.config import CLIP_TOWERS, Config, ConfigError
 from simpleclip.model import CLIPModel, build_model
+from simpleclip.paths import shown_path
 
 FIXED_BY_CLIP = ("head.kind", "head.embed_dim", "data.max_length")  # what a message may name
 
@@ -79,6 +80,6 @@ def _say_what_changed(config: Config, fitted: Config) -> None:
             changed.append(f"{key}={after} (config: {before})")
     if changed and collectives.is_main():
         print(
-            f"From {config.train.init_from}: {', '.join(changed)}, as the pretrained CLIP's "
+            f"From {shown_path(config.train.init_from)}: {', '.join(changed)}, as the CLIP's "
             "projections and text length fix them."
         )
