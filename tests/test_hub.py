@@ -353,3 +353,38 @@ def test_nothing_shared_carries_a_local_path(
     # what was shared still loads and embeds as the original model
     loaded = CLIPModel.load(shared)
     assert torch.equal(embeddings(loaded)[1], embeddings(model)[1])
+
+
+def test_clip_finetune_starts_from_a_hub_id_and_its_card_links_it(
+    clip_folder: Path,
+    synthetic_root: Path,
+    hub: tuple[str, StandInHub],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``train.init_from=owner/name`` downloads the CLIP as a user online would (here from the
+    stand-in Hub, the default endpoint for this test); the fine-tune's card names it."""
+    from simpleclip.cli import main
+    from simpleclip.config import load_config
+
+    endpoint, _ = hub
+    api = huggingface_hub.HfApi(endpoint=endpoint, token=TOKEN)
+    api.create_repo("tiny-openai/clip", exist_ok=True)
+    api.upload_folder(repo_id="tiny-openai/clip", folder_path=clip_folder)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)  # as HF_ENDPOINT sets
+    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    out = tmp_path / "run"
+    settings = ["train.init_from=tiny-openai/clip", f"data.root={synthetic_root}"]
+    settings += [f"train.out_dir={out}", "train.epochs=1", "train.batch_size=32"]
+    settings += ["data.num_workers=0"]
+    assert main(["train", "--config", "clip_finetune", *(f"--set={s}" for s in settings)]) == 0
+    assert load_config(out / "best" / "config.yaml").train.init_from == "tiny-openai/clip"
+    tuned = CLIPModel.load(out / "best")  # started from the download: CLIP's temperature
+    assert tuned.logit_scale.item() == pytest.approx(
+        CLIPModel.load(clip_folder).logit_scale.item(), abs=1e-3
+    )
+    card = write_model_card(out / "best", "alice/flickr8k-clip").read_text()
+    assert front_matter(card)["base_model"] == "tiny-openai/clip"
+    assert "`tiny-openai/clip` fine-tuned with simpleclip" in card

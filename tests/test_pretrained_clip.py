@@ -222,3 +222,27 @@ def test_exactly_one_of_checkpoint_and_baseline(
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "--data", "data/synthetic", *models])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_zero_shot_with_a_pretrained_clip_equals_transformers(
+    model: CLIPModel, clip_folder: Path
+) -> None:
+    """The zero-shot road (prompts, CLIP's tokenizer, its temperature of 1/100) gives the
+    probabilities ``transformers.CLIPModel``'s ``logits_per_image`` give."""
+    from transformers import CLIPModel as TransformersCLIP
+
+    from simpleclip.zeroshot import classify
+
+    hf = TransformersCLIP.from_pretrained(clip_folder).eval()
+    size = model.preprocessing.input_size
+    pixels = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(7))
+    classes = ["red circle", "blue square", "green triangle", "yellow star"]
+    predictions = classify(model, pixels, classes, ["a photo of a {}."], top_k=len(classes))
+    got = torch.tensor(
+        [[{p.label: p.probability for p in top}[c] for c in classes] for top in predictions]
+    )
+    ids = model.tokenize([f"a photo of a {c}." for c in classes])
+    with torch.no_grad():
+        expected = hf(**ids, pixel_values=pixels).logits_per_image.softmax(dim=-1)  # (3, 4)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert model.scale.item() == pytest.approx(100)
