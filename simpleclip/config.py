@@ -55,7 +55,7 @@ class DataConfig:
     shards: list[str] = field(default_factory=list)  # webdataset: tar paths/URLs, {000..009} ok
     resampled: bool = False  # webdataset: draw shards with replacement (any shard count works)
     samples_per_epoch: int = 0  # webdataset: pairs per epoch, all ranks; 0: the shards' count
-    shuffle_buffer: int = 1000  # webdataset: samples held in memory to shuffle the stream
+    shuffle_buffer: int = 1000  # webdataset: pairs held in memory to shuffle the stream
 
     def __post_init__(self) -> None:  # data.shards is checked when read (set in any order)
         if self.samples_per_epoch < 0 or self.shuffle_buffer < 0:

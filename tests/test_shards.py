@@ -7,8 +7,10 @@ The shards come from the session's synthetic set (``simpleclip shards``); the 2-
 
 from __future__ import annotations
 
+import ast
 import io
 import json
+import sys
 import tarfile
 import warnings
 from collections import Counter
@@ -27,6 +29,7 @@ from simpleclip.data.shards import ShardDataset
 from simpleclip.data.transforms import ImagePreprocessing
 from simpleclip.train import train
 
+REPO = Path(__file__).resolve().parents[1]
 PER_SHARD = 24  # the 120-picture set's 96 training pictures: 4 shards
 
 
@@ -180,3 +183,25 @@ def test_shards_command_writes_each_split_and_prints_the_settings(
     assert f"data.shards={tmp_path}/test/{{00000.." in capsys.readouterr().out
     assert main(command) == 1
     assert "already holds shards: remove them" in capsys.readouterr().err
+
+
+def test_webdataset_is_imported_only_when_shards_are_read() -> None:
+    """No module of the package imports webdataset (or braceexpand) when it is imported: only
+    functions that read or write shards do, so the package works without the [scale] extra."""
+    optional = {"webdataset", "braceexpand", "img2dataset"}
+    at_import = []
+    for path in (REPO / "simpleclip").rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:  # module level only
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                names.append(getattr(node, "module", None) or "")
+                at_import += [f"{path.name}: {n}" for n in names if n.split(".")[0] in optional]
+    assert not at_import
+    inside = (REPO / "simpleclip" / "data" / "shards.py").read_text()
+    assert "        import webdataset\n" in inside  # in require_webdataset
+
+
+def test_without_webdataset_the_error_says_how_to_install_it(monkeypatch, shards) -> None:
+    monkeypatch.setitem(sys.modules, "webdataset", None)  # what a missing package looks like
+    with pytest.raises(RuntimeError, match=r"pip install 'simpleclip\[scale\]'"):
+        _dataset(shards, None, batch_size=16)

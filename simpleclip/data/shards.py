@@ -69,7 +69,7 @@ class ShardDataset(IterableDataset):
         num_workers: DataLoader workers per rank (each reads its own shards).
         resampled: draw shards with replacement (any number of shards and readers).
         samples_per_epoch: pairs per epoch over all ranks; 0: the shards' own count.
-        shuffle_buffer: samples held in memory to shuffle the stream (0: shard order).
+        shuffle_buffer: pairs held (encoded) to shuffle the stream (0: shard order).
         seed: seeds the shard order, the buffer, the caption choice and the augmentation.
 
     Raises:
