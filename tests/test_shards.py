@@ -88,6 +88,23 @@ def test_one_caption_per_picture_and_epoch(shards, tiny_tokenizer) -> None:
     assert {i for i, _ in second} == {i for i, _ in first} and set(second) != set(first)
 
 
+def test_resampled_epochs_are_samples_per_epoch_long(shards, tiny_tokenizer) -> None:
+    """Shards drawn with replacement: the epoch is ``samples_per_epoch`` pairs, whatever the
+    shards hold, and pictures may come twice."""
+    dataset = _dataset(
+        shards[:1],
+        tiny_tokenizer,
+        batch_size=16,
+        pairs="one_per_image",
+        resampled=True,
+        samples_per_epoch=64,
+        num_workers=2,
+    )  # one shard of 24 pictures, read by 2 workers: refused without resampling
+    pairs = _pairs_of_epoch(dataset)
+    assert len(pairs) == len(dataset) == 64 and dataset.steps == 4
+    assert len({i for i, _ in pairs}) <= PER_SHARD
+
+
 def test_readers_take_disjoint_shards_that_cover_the_epoch() -> None:
     urls = [f"{n:05d}.tar" for n in range(10)]
     passes = [next(shard_stream(urls, r, 4, seed=0, epoch=3, resampled=False)) for r in range(4)]
