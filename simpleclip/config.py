@@ -25,6 +25,7 @@ import yaml
 # The choices of the enumerated settings. The library code acting on them reads the same lists
 # (``typing.get_args``), e.g. ``device.PRECISIONS`` and ``heads.HEAD_KINDS``.
 Pairs = Literal["all", "one_per_image"]  # data.pairs
+DataFormat = Literal["folder", "webdataset"]  # data.format: caption files, or tar shards
 ImagePooling = Literal["avg", "attention"]  # image.pooling
 TextPooling = Literal["cls", "mean"]  # text.pooling (None: the preset's own)
 HeadKind = Literal["mlp", "linear", "none"]  # head.kind
@@ -50,6 +51,18 @@ class DataConfig:
     train_split: str = "train"  # split(s) to train on; "train+dev" when no dev set is needed
     val_split: str = "dev"  # split scored after each epoch (picks best/); "none" skips it
     skip_bad_images: bool = False  # skip missing/empty/truncated pictures (named once), not fail
+    format: DataFormat = "folder"  # "folder" (root's caption file) or "webdataset" (shards)
+    shards: list[str] = field(default_factory=list)  # webdataset: tar paths/URLs, {000..009} ok
+    resampled: bool = False  # webdataset: draw shards with replacement (any shard count works)
+    samples_per_epoch: int = 0  # webdataset: pairs per epoch, all ranks; 0: the shards' count
+    shuffle_buffer: int = 1000  # webdataset: pairs held in memory to shuffle the stream
+
+    def __post_init__(self) -> None:  # data.shards is checked when read (set in any order)
+        if self.samples_per_epoch < 0 or self.shuffle_buffer < 0:
+            raise ConfigError(
+                "data.samples_per_epoch and data.shuffle_buffer must be 0 or more, got "
+                f"{self.samples_per_epoch} and {self.shuffle_buffer}."
+            )
 
 
 @dataclass

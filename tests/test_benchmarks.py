@@ -61,3 +61,13 @@ def test_finetune_throughput_smoke_prints_both_programs_and_the_ratio() -> None:
         assert row["system_s"] >= 0 and row["minor_faults_per_step"] >= 0
         assert (row["round"], row["batch_size"], row["steps"]) == (1, 8, 2)  # the smoke sizes
     assert finite_positive(round_ratio, ["ratio"]) and finite_positive(summary, ["ratio"])
+
+
+def test_shards_throughput_smoke_prints_the_three_modes_and_the_ratios() -> None:
+    folder, decode, shards, ratios = run_smoke(SCRIPT.with_name("shards_throughput.py"))
+    modes = [row["mode"] for row in (folder, decode, shards)]
+    assert modes == ["folder", "folder-decode", "shards"]
+    for row in (folder, decode, shards):
+        assert finite_positive(row, ["pairs_per_s"]), row
+        assert (row["batch_size"], row["rounds"], row["epochs_kept"]) == (16, 1, 1)  # smoke sizes
+    assert finite_positive(ratios, ["shards_vs_folder", "shards_vs_folder_decode"]), ratios

@@ -55,6 +55,7 @@ def test_overrides_are_parsed_and_type_checked() -> None:
         ("loss.init_temperature=0", r"loss\.init_temperature must be greater than 0"),
         ("head.embed_dim=0", r"head\.embed_dim must be greater than 0"),
         ("head.lr=-1e-3", r"head\.lr must be greater than 0"),
+        ("data.shuffle_buffer=-1", r"data\.samples_per_epoch and data\.shuffle_buffer must be 0"),
     ],
 )
 def test_bad_overrides_say_what_is_wrong(override: str, message: str) -> None:
@@ -64,6 +65,7 @@ def test_bad_overrides_say_what_is_wrong(override: str, message: str) -> None:
 
 LITERAL_FIELDS = {
     "data.pairs": ("all", "one_per_image"),
+    "data.format": ("folder", "webdataset"),
     "image.pooling": ("avg", "attention"),
     "text.pooling": ("cls", "mean"),
     "head.kind": ("mlp", "linear", "none"),

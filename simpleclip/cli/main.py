@@ -21,6 +21,7 @@ from simpleclip.cli import (
     make_synthetic,
     push,
     search,
+    shards,
     train,
     validate_clip,
 )
@@ -30,6 +31,7 @@ from simpleclip.cli import eval as evaluate  # `eval` would hide the builtin her
 COMMANDS = (
     make_synthetic,
     download,
+    shards,
     demo,
     train,
     evaluate,

@@ -6,7 +6,10 @@ reads Flickr30k and COCO Captions into the same table (Karpathy's splits when pr
 ``images`` decodes photos safely (any picture -> RGB pixels: ``to_pixels``), ``transforms``
 prepares pixels for an encoder (one picture's eval input: ``eval_tensor``), ``dataset``
 builds the PyTorch dataset, ``synthetic`` writes the built-in shapes set and ``download``
-fetches the real archives. Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
+fetches the real archives. Past one folder: ``shards`` streams the same pairs from webdataset
+tar shards (img2dataset's layout; ``shard_plan`` splits them over ranks and workers) and
+``shard_writer`` writes a folder as shards (``docs/scale.md``); they are imported where used,
+and webdataset only then. Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 """
 
 from simpleclip.data.captions import CaptionFormatError, read_captions

@@ -137,6 +137,24 @@ def tokenize_captions(
     return pad_token_ids(ids, tokenizer.pad_token_id, padding_side)
 
 
+def collate_pairs(
+    items: list[dict[str, Any]], pad_token_id: int, padding_side: str = "right"
+) -> dict[str, torch.Tensor]:
+    """Training pairs -> one batch: images stacked, captions padded to the longest in the batch.
+
+    One batch layout for every source of pairs (a caption folder, tar shards), so the trainer
+    and the loss never ask where a batch came from.
+
+    Shapes: images (B, 3, S, S); input_ids and attention_mask (B, L); image_ids, text_ids (B,).
+    """
+    return {
+        "images": torch.stack([item["image"] for item in items]),
+        **pad_token_ids([item["input_ids"] for item in items], pad_token_id, padding_side),
+        "image_ids": torch.tensor([item["image_id"] for item in items]),
+        "text_ids": torch.tensor([item["text_id"] for item in items]),
+    }
+
+
 class CaptionDataset(Dataset):
     """Image-caption pairs from a caption table.
 
@@ -282,16 +300,8 @@ class CaptionDataset(Dataset):
         return transform(image=pixels)["image"]
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Stack images and pad captions to the longest one in the batch.
-
-        Shapes: images (B, 3, S, S); input_ids and attention_mask (B, L); image_ids, text_ids (B,).
-        """
-        return {
-            "images": torch.stack([item["image"] for item in items]),
-            **self._pad([item["input_ids"] for item in items]),
-            "image_ids": torch.tensor([item["image_id"] for item in items]),
-            "text_ids": torch.tensor([item["text_id"] for item in items]),
-        }
+        """Stack images and pad captions to the longest one in the batch (``collate_pairs``)."""
+        return collate_pairs(items, self.pad_token_id, self.padding_side)
 
     def collate_text(self, caption_indices: Iterable[int]) -> dict[str, torch.Tensor]:
         """Padded ``input_ids`` and ``attention_mask`` of some captions, for text-only encoding."""

@@ -10,6 +10,7 @@ Taught in ``notebooks/01_flickr8k_dataset.ipynb``.
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,7 +20,8 @@ from PIL import Image, UnidentifiedImageError
 
 from simpleclip.progress import progress_bar
 
-Picture = str | Path | Image.Image | np.ndarray  # a file, a PIL image or an HWC uint8 array
+# a file, a PIL image, an HWC uint8 array, or a file's bytes (a sample of a tar shard)
+Picture = str | Path | Image.Image | np.ndarray | bytes
 
 # How to skip unreadable pictures instead of failing, from the command line and from Python.
 SKIP_HINT = "--set data.skip_bad_images=true (simpleclip train), skip_bad_images=True (Python)"
@@ -44,28 +46,29 @@ def refuse_too_many_pixels(path: str | Path, width: int, height: int) -> None:
         )
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Decode ``path`` fully and return it as an RGB ``PIL.Image``.
+def load_rgb(path: str | Path | io.BytesIO) -> Image.Image:
+    """Decode ``path`` (or a file's bytes in memory) fully and return it as an RGB ``PIL.Image``.
 
     Raises:
         ImageLoadError: the file is missing or cannot be decoded (names the file).
     """
-    path = Path(path)
+    path = path if isinstance(path, io.BytesIO) else Path(path)
+    name = "a picture's bytes" if isinstance(path, io.BytesIO) else path  # for the messages
     try:
         with warnings.catch_warnings():  # PIL's bomb warning: refused below, with a reason
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
         with image:
-            refuse_too_many_pixels(path, *image.size)  # read from the header, before decoding
+            refuse_too_many_pixels(name, *image.size)  # read from the header, before decoding
             image.load()  # decode now, so a truncated file fails here and not later
             return to_rgb(image)
     except Image.DecompressionBombError as err:  # PIL's own guard, at twice its warning size
-        raise ImageLoadError(f"{path} is too large to decode ({err}). {TOO_LARGE_FIX}") from err
+        raise ImageLoadError(f"{name} is too large to decode ({err}). {TOO_LARGE_FIX}") from err
     except FileNotFoundError as err:
         raise ImageLoadError(f"Image file not found: {path}. To skip it: {SKIP_HINT}.") from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ImageLoadError(
-            f"Cannot decode image {path}: {err}. Re-download it, delete it, or skip "
+            f"Cannot decode image {name}: {err}. Re-download it, delete it, or skip "
             f"unreadable images: {SKIP_HINT}."
         ) from err
 
@@ -86,8 +89,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def to_pixels(picture: Picture) -> np.ndarray:
-    """Any picture -> (H, W, 3) uint8 RGB pixels: a file decoded by ``load_rgb``, an image in
-    memory or an array (grey (H, W), RGBA (H, W, 4)) converted by ``to_rgb``.
+    """Any picture -> (H, W, 3) uint8 RGB pixels: a file (or its bytes) decoded by ``load_rgb``,
+    an image in memory or an array (grey (H, W), RGBA (H, W, 4)) converted by ``to_rgb``.
 
     Raises:
         ImageLoadError: a file that is missing or cannot be decoded.
@@ -99,6 +102,8 @@ def to_pixels(picture: Picture) -> np.ndarray:
         if picture.ndim == 3 and picture.shape[2] == 3:
             return picture
         picture = Image.fromarray(picture)  # grey or RGBA: converted like an image
+    elif isinstance(picture, bytes):
+        return np.asarray(load_rgb(io.BytesIO(picture)))
     elif not isinstance(picture, Image.Image):
         return np.asarray(load_rgb(picture))
     return np.asarray(to_rgb(picture))

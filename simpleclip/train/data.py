@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from simpleclip.cache import data_cache_dir
 from simpleclip.checkpoint import WEIGHTS, readable_directory
@@ -19,6 +20,7 @@ from simpleclip.config import NO_VALIDATION, Config
 from simpleclip.data import CaptionDataset, build_transforms, load_split, make_synthetic
 from simpleclip.data.dataset import find_images_dir
 from simpleclip.data.image_cache import build_image_cache
+from simpleclip.data.shards import ShardDataset  # webdataset itself only once shards are read
 from simpleclip.evaluate import eval_split, evaluate, retrieval_metrics
 from simpleclip.model import CLIPModel, build_model
 from simpleclip.safe_files import load_safetensors
@@ -42,35 +44,61 @@ def prepare_data(config: Config) -> Path:
 
 def build_datasets(
     config: Config, model: CLIPModel, root: Path
-) -> tuple[CaptionDataset, CaptionDataset | None]:
+) -> tuple[CaptionDataset | ShardDataset, CaptionDataset | None]:
     """Training and validation datasets (``data.train_split``, ``data.val_split``) with the
     image encoder's own preprocessing; no validation set when ``val_split`` is ``"none"``.
 
     With cached image features the train set uses the eval transform: they are computed once.
     With ``data.skip_bad_images`` unreadable pictures are left out of both sets (and so out of
-    the image and feature caches, which are built from ``image_names``).
+    the image and feature caches, which are built from ``image_names``). With
+    ``data.format=webdataset`` the training pairs stream from ``data.shards`` and the dev split
+    is still read from the folder ``data.root``.
     """
     pre = model.image_encoder.preprocessing
     augment = not (config.train.cache_features and "image" in frozen_towers(model))
     train_tf = build_transforms(pre, augment, config.data.crop_scale, config.data.color_jitter)
-    common = {
-        "tokenizer": model.tokenizer,
-        "max_length": config.data.max_length,
-        "skip_bad_images": config.data.skip_bad_images,
-    }
-    images = find_images_dir(root)
-    train_set = CaptionDataset(
-        load_split(root, config.data.train_split),
-        images,
-        transform=train_tf,
-        pairs=config.data.pairs,
-        seed=config.train.seed,
-        **common,
-    )
+    if config.data.format == "webdataset":
+        train_set = shard_dataset(config, model, train_tf)
+        if config.data.val_split != NO_VALIDATION and not root.is_dir():
+            raise FileNotFoundError(
+                f"data.val_split={config.data.val_split} is scored on the caption folder "
+                f"data.root={root}, which does not exist (shards are for training): point "
+                "data.root at the folder, or set data.val_split=none."
+            )
+    else:
+        train_set = CaptionDataset(
+            load_split(root, config.data.train_split),
+            find_images_dir(root),
+            transform=train_tf,
+            pairs=config.data.pairs,
+            seed=config.train.seed,
+            tokenizer=model.tokenizer,
+            max_length=config.data.max_length,
+            skip_bad_images=config.data.skip_bad_images,
+        )
     if config.data.val_split == NO_VALIDATION:
         return train_set, None
     dev_set = eval_split(model, root, config.data.val_split, config.data.skip_bad_images)
     return train_set, dev_set
+
+
+def shard_dataset(config: Config, model: CLIPModel, transform: Any) -> ShardDataset:
+    """The training pairs of ``data.shards`` (``data.format=webdataset``), read as ``data``
+    and ``train`` say."""
+    data = config.data
+    return ShardDataset(
+        data.shards,
+        model.tokenizer,
+        transform,
+        config.train.batch_size,
+        pairs=data.pairs,
+        max_length=data.max_length,
+        num_workers=data.num_workers,
+        resampled=data.resampled,
+        samples_per_epoch=data.samples_per_epoch,
+        shuffle_buffer=data.shuffle_buffer,
+        seed=config.train.seed,
+    )
 
 
 def new_model(config: Config, root: Path) -> CLIPModel:
@@ -131,7 +159,7 @@ def load_matching_weights(model: CLIPModel, directory: str | Path) -> list[str]:
 
 def training_data(
     config: Config, model: CLIPModel, root: Path, progress: bool = True
-) -> tuple[CaptionDataset | FeatureDataset, Callable[[], dict | None]]:
+) -> tuple[CaptionDataset | FeatureDataset | ShardDataset, Callable[[], dict | None]]:
     """The training set (pictures, or cached features) and a function giving dev metrics
     (None without a validation split).
 
@@ -140,6 +168,14 @@ def training_data(
     while the image cache or the features are first computed.
     """
     train_set, dev_set = build_datasets(config, model, root)
+    if config.data.format == "webdataset":  # pictures stream from the shards: nothing cached
+        if config.train.cache_features:
+            raise ValueError(
+                "train.cache_features caches a caption folder's features; shards are streamed "
+                "(data.format=webdataset). Set train.cache_features=false, or train from the "
+                "folder (data.format=folder)."
+            )
+        return train_set, lambda: evaluate(model, dev_set) if dev_set else None
     cache = data_cache_dir(root)
     towers = frozen_towers(model) if config.train.cache_features else ()
     if config.train.cache_features and not towers:

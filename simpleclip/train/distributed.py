@@ -32,7 +32,12 @@ from simpleclip.collectives import world_size
 
 def launched_by_torchrun() -> bool:
     """True in a process that torchrun started as one of several (``WORLD_SIZE`` > 1)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return ranks_launched() > 1
+
+
+def ranks_launched() -> int:
+    """How many ranks torchrun started (``WORLD_SIZE``), known before the group is joined."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 @contextmanager

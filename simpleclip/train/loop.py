@@ -36,6 +36,7 @@ from simpleclip import collectives
 from simpleclip.allocator import keep_freed_memory
 from simpleclip.checkpoint import WEIGHTS, atomic_directory, previous_of, readable_directory
 from simpleclip.config import NO_VALIDATION, Config, save_config
+from simpleclip.data.shard_plan import check_shards
 from simpleclip.device import select_device
 from simpleclip.model import CLIPModel
 from simpleclip.recall import DIRECTIONS, KS, recall_key
@@ -109,6 +110,8 @@ def train(
             "train.patience=0."
         )
     check_reporters(config)  # a missing tensorboard/wandb fails now, not after an epoch
+    if config.data.format == "webdataset":  # a missing shard or a hanging split: refused now
+        check_shards(config.data, distributed.ranks_launched())
     with (
         distributed.process_group(select_device(config.train.device)) as device,
         claim_run_dir(config.train.out_dir, resume, overwrite, collectives.is_main()),

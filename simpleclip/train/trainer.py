@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from simpleclip import collectives
 from simpleclip.config import Config
@@ -111,19 +112,7 @@ class Trainer:
     def run_epoch(self, dataset, epoch: int, state: dict, last: Path) -> dict:
         train = self.config.train
         dataset.set_epoch(epoch)
-        sampler = distributed.shard_sampler(dataset, train.seed, epoch)  # None in one process
-        per_rank = len(sampler) if sampler is not None else len(dataset)
-        loader = DataLoader(
-            dataset,
-            batch_size=train.batch_size,
-            shuffle=sampler is None,
-            sampler=sampler,
-            drop_last=per_rank > train.batch_size,
-            num_workers=self.config.data.num_workers,
-            collate_fn=dataset.collate,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(train.seed * 100_003 + epoch),
-        )
+        loader = self.loader(dataset, epoch)
         self.model.train()
         losses, pairs, start = [], 0, time.perf_counter()
         bar = progress_bar(
@@ -153,6 +142,27 @@ class Trainer:
             "epoch_seconds": seconds,
             "pairs_per_second": pairs / seconds,
         }
+
+    def loader(self, dataset, epoch: int) -> Iterable[dict[str, torch.Tensor]]:
+        """This rank's batches of one epoch. Tar shards split themselves by rank and worker and
+        give every rank the same number of batches (``ShardDataset.loader``); a map-style set is
+        shuffled, split by ``distributed.shard_sampler`` under torchrun."""
+        train, pin_memory = self.config.train, self.device.type == "cuda"
+        if isinstance(dataset, IterableDataset):
+            return dataset.loader(pin_memory)
+        sampler = distributed.shard_sampler(dataset, train.seed, epoch)  # None in one process
+        per_rank = len(sampler) if sampler is not None else len(dataset)
+        return DataLoader(
+            dataset,
+            batch_size=train.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            drop_last=per_rank > train.batch_size,
+            num_workers=self.config.data.num_workers,
+            collate_fn=dataset.collate,
+            pin_memory=pin_memory,
+            generator=torch.Generator().manual_seed(train.seed * 100_003 + epoch),
+        )
 
     def step(self, batch: dict[str, torch.Tensor]) -> float:
         """One optimisation step; returns the loss (NaN/inf is reported, not applied).
