@@ -5,7 +5,8 @@
 # transformers, tokenizers, numpy, pandas, OpenCV, matplotlib, PyYAML, tqdm, Pillow, safetensors,
 # huggingface_hub and pytest. simpleclip also imports albumentations, which brings albucore,
 # simsimd, stringzilla, pydantic (with pydantic-core, annotated-types, typing-inspection and a
-# recent typing_extensions) and scipy (albumentations imports scipy.special). The versions are
+# recent typing_extensions) and scipy (albumentations imports scipy.special); the check's shards
+# section reads them with webdataset (and braceexpand). The versions are
 # those of requirements.txt and the team's .venv. --no-deps: only this list, nothing else.
 #
 #   bash benchmarks/fetch_gpu_wheels.sh            # run from anywhere; writes <repo>/.whl/
@@ -23,6 +24,8 @@ WHEELS=(
     annotated-types==0.8.0
     typing-inspection==0.4.5
     typing-extensions==4.16.0
+    webdataset==1.0.2
+    braceexpand==0.1.7
 )
 if [[ "${1:-}" != "--no-scipy" ]]; then
     WHEELS+=(scipy==1.17.1)

@@ -12,6 +12,12 @@ figure goes to ``OUT/gpu_check.json``, rewritten after each check; exit status 1
    loss of one step from the same weights and batch, equal to 1e-3.
 4. ``frozen_features``: feature extraction pictures/s, seconds per epoch on cached features.
 5. ``bf16_run``: ``simpleclip.train.train`` for >= 200 steps in bf16: finite, falling loss.
+6. ``clip_finetune``: the ``clip_finetune`` config on a CLIP of ViT-B/32's sizes (transformers'
+   default ``CLIPConfig``, random weights: no hub there) at batch 256 in bf16: pairs/s, peak
+   memory, finite losses.
+7. ``shards``: the synthetic set written as webdataset shards (``simpleclip shards``), read by
+   16 DataLoader workers as ``data.format=webdataset`` trains: pairs/s of the reader alone,
+   next to the caption folder read by the same workers with the JPEG decoded every time.
 
 Sections 2 and 3 time the loop of ``train_throughput.py``, section 4 reuses ``feature_cache.py``.
 The compiled variants of section 2 run last, as far as the time budget allows. Started by
@@ -46,10 +52,12 @@ from train_throughput import Setup, build_offline_model, measure
 
 from simpleclip.config import Config, load_config
 from simpleclip.data import load_split, make_synthetic
+from simpleclip.data.shard_writer import write_shards
 from simpleclip.device import select_device
 from simpleclip.train import train
 from simpleclip.train.data import build_datasets
 from simpleclip.train.features import compute_tower_features
+from simpleclip.train.from_clip import fit_to_clip, start_from_clip
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_PAIRS_PER_S = 3000.0  # at batch 128, bf16 (issue 18)
@@ -74,6 +82,11 @@ class Sizes:
     grad_cache_steps: int = 5
     feature_epochs: int = 3
     run_steps: int = 200
+    clip_width: int = 0  # 0: transformers' default CLIPConfig (ViT-B/32); else a tiny CLIP
+    clip_batch: int = 256
+    clip_steps: int = 20
+    shard_workers: int = 16
+    shard_batches: int = 60  # batches of 128 read per mode
     budget_s: float = 430  # wall time for this script; gpu_check.sh kills it at 455 s
 
 
@@ -93,6 +106,11 @@ CPU = Sizes(
     grad_cache_steps=1,
     feature_epochs=2,
     run_steps=20,
+    clip_width=32,
+    clip_batch=16,
+    clip_steps=2,
+    shard_workers=0,
+    shard_batches=3,
     budget_s=900,
 )
 
@@ -434,6 +452,120 @@ def bf16_run(sizes: Sizes, common: list[str], root: Path, text: list[str], work:
     return figures, finite and last < first
 
 
+# --- 6. a pretrained CLIP fine-tuned, and 7. shards read by 16 workers ----------------------
+
+
+def save_random_clip(sizes: Sizes, root: Path, folder: Path) -> dict:
+    """A CLIP with random weights in transformers' layout, as ``train.init_from`` reads one:
+    ViT-B/32's sizes (transformers' default ``CLIPConfig``, CLIP's 49,408-token embedding) on
+    the GPU, tiny in the dry run. Its BPE merges are learnt from the set's captions (OpenAI's
+    need the hub)."""
+    from transformers import CLIPConfig
+    from transformers import CLIPModel as HFCLIPModel
+
+    from simpleclip.clip_arch import BPETokenizer, learn_merges
+
+    tokenizer = BPETokenizer(learn_merges(load_split(root, "train")["caption"], 200))
+    text = {"bos_token_id": tokenizer.sot_id, "eos_token_id": tokenizer.eot_id, "pad_token_id": 0}
+    text["vocab_size"] = tokenizer.vocab_size if sizes.clip_width else 49408
+    vision: dict[str, int] = {}
+    extra: dict[str, int] = {}
+    if sizes.clip_width:
+        width = sizes.clip_width
+        tiny = {"hidden_size": width, "intermediate_size": 4 * width, "num_attention_heads": 4}
+        text.update(tiny, num_hidden_layers=2)
+        vision = {**tiny, "num_hidden_layers": 2, "image_size": 32, "patch_size": 8}
+        extra = {"projection_dim": 16}
+    torch.manual_seed(0)
+    hf = HFCLIPModel(CLIPConfig(text_config=text, vision_config=vision, **extra))
+    hf.save_pretrained(folder)
+    tokenizer.save(folder)
+    vision_config = hf.config.vision_config
+    return {
+        "parameters": sum(p.numel() for p in hf.parameters()),
+        "vision": f"ViT {vision_config.num_hidden_layers} layers, width "
+        f"{vision_config.hidden_size}, patch {vision_config.patch_size}, "
+        f"{vision_config.image_size} px",
+        "text_layers": hf.config.text_config.num_hidden_layers,
+    }
+
+
+def clip_finetune(sizes: Sizes, common: list[str], root: Path, work: Path) -> tuple[dict, bool]:
+    """The loop of ``train_throughput.py`` on ``clip_finetune``'s model and recipe."""
+    folder = work / "clip"
+    figures = save_random_clip(sizes, root, folder)
+    overrides = [*common, f"train.init_from={folder}", f"train.batch_size={sizes.clip_batch}"]
+    config = load_config("clip_finetune", overrides)
+    free_memory()
+    model = start_from_clip(config)
+    config = fit_to_clip(config, model)
+    setup = Setup(config, model, "fast")
+    losses = [setup.loop.step(next(setup.batches)) for _ in range(sizes.clip_steps)]
+    row = measure([setup], "clip_finetune", sizes.clip_steps, rounds=1)[0]
+    finite = all(math.isfinite(x) for x in losses)
+    figures.update(
+        {k: row[k] for k in ("batch_size", "precision", "peak_memory_mb", "memory")},
+        loop_pairs_per_s=row["loop_pairs_per_s"],  # data loading included
+        step_pairs_per_s=row["step_pairs_per_s"],  # one batch already on the device
+        losses=[round(x, 4) for x in losses],
+        finite=finite,
+    )
+    return figures, finite
+
+
+def read_rate(loader: Any, batches: int) -> float:
+    """Pairs/s of ``batches`` batches from ``loader`` (after one, which starts the workers)."""
+    iterator = iter(loader)
+    next(iterator)
+    start, pairs = time.perf_counter(), 0
+    for batch, _ in zip(iterator, range(batches), strict=False):
+        pairs += len(batch["input_ids"])
+    return round(pairs / (time.perf_counter() - start), 1)
+
+
+def shards(sizes: Sizes, common: list[str], root: Path, work: Path) -> tuple[dict, bool]:
+    """The reader alone (no model): shards versus the caption folder, the same workers."""
+    from torch.utils.data import DataLoader
+
+    workers = sizes.shard_workers
+    train_images = len(load_split(root, "train")) // 5
+    per_shard = max(1, train_images // max(1, workers))  # at least one shard per reader
+    start = time.perf_counter()
+    written = write_shards(root, "train", work / "shards", per_shard)
+    figures: dict[str, Any] = {
+        "shards": len(written),
+        "per_shard": per_shard,
+        "write_seconds": round(time.perf_counter() - start, 1),
+        "workers": workers,
+    }
+    pattern = f"{written[0].parent}/{{00000..{len(written) - 1:05d}}}.tar"
+    reading = [*common, f"data.num_workers={workers}", "train.batch_size=128"]
+    reading += ["data.val_split=none", "data.image_cache=false", "data.pairs=all"]
+    model = build_offline_model(load_config(sizes.config, reading), root)
+    folder_set, _ = build_datasets(load_config(sizes.config, reading), model, root)
+    folder = DataLoader(
+        folder_set,
+        batch_size=128,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        collate_fn=folder_set.collate,
+    )
+    streamed = [*reading, "data.format=webdataset", f"data.shards={pattern}"]
+    shard_set, _ = build_datasets(load_config(sizes.config, streamed), model, root)
+    batches = min(sizes.shard_batches, len(shard_set.loader()) - 1, len(folder) - 1)
+    if batches < 1:
+        raise ValueError(f"{len(folder_set)} pairs: too few for two batches of 128")
+    figures["shards_pairs_per_s"] = read_rate(shard_set.loader(), batches)
+    figures["folder_decode_pairs_per_s"] = read_rate(folder, batches)
+    figures["batches"] = batches
+    figures["skipped_samples"] = shard_set.skipped
+    figures["shards_vs_folder_decode"] = round(
+        figures["shards_pairs_per_s"] / figures["folder_decode_pairs_per_s"], 2
+    )
+    return figures, shard_set.skipped == 0
+
+
 # --- the run --------------------------------------------------------------------------------
 
 
@@ -463,6 +595,8 @@ def run_checks(check: Check, work: Path, cpu: bool) -> None:
     check.section("offline_text", offline_text)
     check.section("frozen_features", lambda: frozen_features(sizes, common, root, text, work))
     check.section("bf16_run", lambda: bf16_run(sizes, common, root, text, work))
+    check.section("clip_finetune", lambda: clip_finetune(sizes, common, root, work))
+    check.section("shards", lambda: shards(sizes, common, root, work))
     compiled = [(b, cl, True) for b, cl in sizes.compiled]
     check.section("throughput_compiled", lambda: throughput(check, common, root, compiled))
 
@@ -475,6 +609,8 @@ def verdict(report: dict, cpu: bool) -> dict:
         "throughput_target_met": report.get("throughput", {}).get("target_met"),
         "grad_cache_loss_agrees": report.get("grad_cache", {}).get("loss", {}).get("agrees"),
         "bf16_finite_and_falling": sections.get("bf16_run", {}).get("ok", False),
+        "clip_finetune_finite": sections.get("clip_finetune", {}).get("ok", False),
+        "shards_read_without_skips": sections.get("shards", {}).get("ok", False),
     }
     if cpu:  # no target on a CPU
         checks.pop("throughput_target_met")

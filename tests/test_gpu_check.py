@@ -46,6 +46,8 @@ FIGURES = {  # section -> the figures it must write, GPU run and dry run alike
         "cached_run_seconds",
     ],
     "bf16_run": ["steps", "finite", "first_loss", "last_loss", "loss_falls", "epoch_seconds"],
+    "clip_finetune": ["parameters", "vision", "loop_pairs_per_s", "peak_memory_mb", "losses"],
+    "shards": ["shards", "workers", "shards_pairs_per_s", "folder_decode_pairs_per_s"],
 }
 RUN_FIGURES = ["loop_pairs_per_s", "step_pairs_per_s", "peak_memory_mb", "epoch_seconds_estimate"]
 
@@ -78,6 +80,13 @@ def test_cpu_dry_run_writes_every_figure_and_passes(tmp_path: Path) -> None:
     loss = report["grad_cache"]["loss"]
     assert loss["agrees"] and loss["diff_eval"] <= loss["tolerance"] == 1e-3
     assert report["bf16_run"]["finite"] and report["bf16_run"]["steps"] >= sizes.run_steps
+    clip = report["clip_finetune"]  # the pretrained CLIP's model and recipe, trained
+    assert clip["batch_size"] == sizes.clip_batch and len(clip["losses"]) == sizes.clip_steps
+    assert clip["vision"] == f"ViT 2 layers, width {sizes.clip_width}, patch 8, 32 px", clip
+    assert all(x > 0 for x in clip["losses"]) and clip["loop_pairs_per_s"] > 0
+    shards = report["shards"]  # every reader had a shard, and every sample was decoded
+    assert shards["shards"] >= max(1, sizes.shard_workers) and shards["skipped_samples"] == 0
+    assert shards["shards_pairs_per_s"] > 0 and shards["folder_decode_pairs_per_s"] > 0
     assert report["ok"] is True and all(report["checks"].values())
 
 
