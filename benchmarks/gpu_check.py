@@ -18,6 +18,9 @@ figure goes to ``OUT/gpu_check.json``, rewritten after each check; exit status 1
 7. ``shards``: the synthetic set written as webdataset shards (``simpleclip shards``), read by
    16 DataLoader workers as ``data.format=webdataset`` trains: pairs/s of the reader alone,
    next to the caption folder read by the same workers with the JPEG decoded every time.
+8. ``gpu_notebooks``: notebooks 06 and 07 of the gpu track (ResNet-50 + DistilBERT, random
+   weights) on the same set, their code cells run by ``run_notebook_cells.py``: seconds,
+   epoch time, peak memory, and the test recall 07 writes.
 
 Sections 2 and 3 time the loop of ``train_throughput.py``, section 4 reuses ``feature_cache.py``.
 The compiled variants of section 2 run last, as far as the time budget allows. Started by
@@ -87,6 +90,7 @@ class Sizes:
     clip_steps: int = 20
     shard_workers: int = 16
     shard_batches: int = 60  # batches of 128 read per mode
+    notebook_settings: tuple[str, ...] = ("train.epochs=2",)  # the gpu track, shortened
     budget_s: float = 430  # wall time for this script; gpu_check.sh kills it at 455 s
 
 
@@ -111,6 +115,15 @@ CPU = Sizes(
     clip_steps=2,
     shard_workers=0,
     shard_batches=3,
+    notebook_settings=(  # the gpu track's notebooks with the dry run's tiny towers
+        "train.epochs=1",
+        "train.batch_size=32",
+        "image.name=tiny",
+        "image.pooling=avg",
+        "head.embed_dim=64",
+        "train.device=cpu",
+        "train.threads=1",
+    ),
     budget_s=900,
 )
 
@@ -566,6 +579,32 @@ def shards(sizes: Sizes, common: list[str], root: Path, work: Path) -> tuple[dic
     return figures, shard_set.skipped == 0
 
 
+def gpu_notebooks(sizes: Sizes, root: Path, text: list[str], work: Path) -> tuple[dict, bool]:
+    """Notebooks 06 (training) and 07 (evaluation) as the gpu track runs them, shortened."""
+    run = work / "runs" / "course-gpu"
+    settings = [f"data.root={root}", f"data.num_workers={sizes.workers}", "image.pretrained=false"]
+    settings += [*text, *sizes.notebook_settings, f"train.out_dir={run}"]
+    env = {**os.environ, "SIMPLECLIP_TRACK": "gpu", "SIMPLECLIP_SET": " ".join(settings)}
+    env.pop("SIMPLECLIP_SMOKE", None)
+    figures: dict[str, Any] = {"settings": settings}
+    for stem in ("06_training", "07_evaluation"):
+        script = [sys.executable, str(REPO / "benchmarks" / "run_notebook_cells.py")]
+        notebook = REPO / "notebooks" / f"{stem}.ipynb"
+        result = subprocess.run(
+            [*script, str(notebook)], env=env, capture_output=True, text=True, check=False
+        )
+        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n", flush=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{stem} failed: {result.stderr.strip()[-1500:]}")
+        figures[stem] = json.loads(result.stdout.strip().splitlines()[-1])
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    figures["epoch_seconds"] = [round(r["epoch_seconds"], 1) for r in history]
+    figures["pairs_per_second"] = [round(r["pairs_per_second"], 1) for r in history]
+    test = json.loads((run / "metrics_test.json").read_text())
+    figures["test_t2i"], figures["test_n_images"] = test["t2i"], test["n_images"]
+    return figures, True
+
+
 # --- the run --------------------------------------------------------------------------------
 
 
@@ -597,6 +636,7 @@ def run_checks(check: Check, work: Path, cpu: bool) -> None:
     check.section("bf16_run", lambda: bf16_run(sizes, common, root, text, work))
     check.section("clip_finetune", lambda: clip_finetune(sizes, common, root, work))
     check.section("shards", lambda: shards(sizes, common, root, work))
+    check.section("gpu_notebooks", lambda: gpu_notebooks(sizes, root, text, work))
     compiled = [(b, cl, True) for b, cl in sizes.compiled]
     check.section("throughput_compiled", lambda: throughput(check, common, root, compiled))
 
@@ -611,6 +651,7 @@ def verdict(report: dict, cpu: bool) -> dict:
         "bf16_finite_and_falling": sections.get("bf16_run", {}).get("ok", False),
         "clip_finetune_finite": sections.get("clip_finetune", {}).get("ok", False),
         "shards_read_without_skips": sections.get("shards", {}).get("ok", False),
+        "gpu_notebooks_ran": sections.get("gpu_notebooks", {}).get("ok", False),
     }
     if cpu:  # no target on a CPU
         checks.pop("throughput_target_met")

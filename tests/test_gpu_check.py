@@ -48,6 +48,7 @@ FIGURES = {  # section -> the figures it must write, GPU run and dry run alike
     "bf16_run": ["steps", "finite", "first_loss", "last_loss", "loss_falls", "epoch_seconds"],
     "clip_finetune": ["parameters", "vision", "loop_pairs_per_s", "peak_memory_mb", "losses"],
     "shards": ["shards", "workers", "shards_pairs_per_s", "folder_decode_pairs_per_s"],
+    "gpu_notebooks": ["06_training", "07_evaluation", "epoch_seconds", "test_t2i"],
 }
 RUN_FIGURES = ["loop_pairs_per_s", "step_pairs_per_s", "peak_memory_mb", "epoch_seconds_estimate"]
 
@@ -87,6 +88,9 @@ def test_cpu_dry_run_writes_every_figure_and_passes(tmp_path: Path) -> None:
     shards = report["shards"]  # every reader had a shard, and every sample was decoded
     assert shards["shards"] >= max(1, sizes.shard_workers) and shards["skipped_samples"] == 0
     assert shards["shards_pairs_per_s"] > 0 and shards["folder_decode_pairs_per_s"] > 0
+    notebooks = report["gpu_notebooks"]  # 06 trained the gpu-track model, 07 scored it
+    assert notebooks["06_training"]["cells"] > 5 and len(notebooks["epoch_seconds"]) == 1
+    assert notebooks["test_n_images"] == report["data"]["images"] // 10  # the 10% test split
     assert report["ok"] is True and all(report["checks"].values())
 
 
@@ -117,3 +121,28 @@ def test_time_limits_stop_a_check_and_nest() -> None:
             pass
         time.sleep(5)
     assert time.monotonic() - start < 4
+
+
+def test_notebook_cells_run_in_one_namespace_without_ipython(tmp_path: Path) -> None:
+    def cell(source: str) -> dict:
+        return {"cell_type": "code", "source": source, "metadata": {}, "outputs": []}
+
+    cells = [cell("from IPython.display import SVG, display\nx = 41"), cell("display(SVG(x))")]
+    cells += [{"cell_type": "markdown", "source": "x = 0", "metadata": {}}, cell("print(x + 1)")]
+    notebook = tmp_path / "n.ipynb"
+    notebook.write_text(json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5}))
+    hidden = tmp_path / "no_ipython" / "IPython"  # the GPU machine's Python: no IPython
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('no IPython here')")
+    env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
+    script = [sys.executable, str(BENCHMARKS / "run_notebook_cells.py")]
+    result = subprocess.run([*script, str(notebook)], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[:2] == ["<SVG (41,)>", "42"]  # the stand-in displayed; markdown not run
+    assert json.loads(lines[-1])["cells"] == 3
+
+    notebook.write_text(json.dumps({"cells": [cell("x = 1"), cell("1 / 0")], "nbformat": 4}))
+    result = subprocess.run([*script, str(notebook)], capture_output=True, text=True, env=env)
+    assert result.returncode == 1 and "cell 2 failed" in result.stderr
+    assert "ZeroDivisionError" in result.stderr
