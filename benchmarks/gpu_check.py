@@ -1,6 +1,6 @@
 """One prepared run on a GPU machine: is simpleclip trainable on one GPU, and how fast? (issue 18)
 
-Five checks, each timed and guarded (a failure is recorded and the next check runs); every
+Eight checks, each timed and guarded (a failure is recorded and the next check runs); every
 figure goes to ``OUT/gpu_check.json``, rewritten after each check; exit status 1 if one failed.
 
 1. ``gpu_tests``: the suite's CUDA tests (``pytest -m gpu``) pass.
@@ -12,15 +12,15 @@ figure goes to ``OUT/gpu_check.json``, rewritten after each check; exit status 1
    loss of one step from the same weights and batch, equal to 1e-3.
 4. ``frozen_features``: feature extraction pictures/s, seconds per epoch on cached features.
 5. ``bf16_run``: ``simpleclip.train.train`` for >= 200 steps in bf16: finite, falling loss.
-6. ``clip_finetune``: the ``clip_finetune`` config on a CLIP of ViT-B/32's sizes (transformers'
-   default ``CLIPConfig``, random weights: no hub there) at batch 256 in bf16: pairs/s, peak
-   memory, finite losses.
-7. ``shards``: the synthetic set written as webdataset shards (``simpleclip shards``), read by
-   16 DataLoader workers as ``data.format=webdataset`` trains: pairs/s of the reader alone,
-   next to the caption folder read by the same workers with the JPEG decoded every time.
-8. ``gpu_notebooks``: notebooks 06 and 07 of the gpu track (ResNet-50 + DistilBERT, random
+6. ``gpu_notebooks``: notebooks 06 and 07 of the gpu track (ResNet-50 + DistilBERT, random
    weights) on the same set, their code cells run by ``run_notebook_cells.py``: seconds,
    epoch time, peak memory, and the test recall 07 writes.
+7. ``clip_finetune``: the ``clip_finetune`` config on a CLIP of ViT-B/32's sizes (transformers'
+   default ``CLIPConfig``, random weights: no hub there) at batch 256 in bf16: pairs/s, peak
+   memory, finite losses.
+8. ``shards``: the synthetic set written as webdataset shards (``simpleclip shards``), read by
+   16 DataLoader workers as ``data.format=webdataset`` trains: pairs/s of the reader alone,
+   next to the caption folder read by the same workers with the JPEG decoded every time.
 
 Sections 2 and 3 time the loop of ``train_throughput.py``, section 4 reuses ``feature_cache.py``.
 The compiled variants of section 2 run last, as far as the time budget allows. Started by
@@ -90,7 +90,7 @@ class Sizes:
     clip_steps: int = 20
     shard_workers: int = 16
     shard_batches: int = 60  # batches of 128 read per mode
-    notebook_settings: tuple[str, ...] = ("train.epochs=2",)  # the gpu track, shortened
+    notebook_settings: tuple[str, ...] = ("train.epochs=1",)  # 06 resumes it for one more
     budget_s: float = 430  # wall time for this script; gpu_check.sh kills it at 455 s
 
 
@@ -634,9 +634,9 @@ def run_checks(check: Check, work: Path, cpu: bool) -> None:
     check.section("offline_text", offline_text)
     check.section("frozen_features", lambda: frozen_features(sizes, common, root, text, work))
     check.section("bf16_run", lambda: bf16_run(sizes, common, root, text, work))
+    check.section("gpu_notebooks", lambda: gpu_notebooks(sizes, root, text, work))
     check.section("clip_finetune", lambda: clip_finetune(sizes, common, root, work))
     check.section("shards", lambda: shards(sizes, common, root, work))
-    check.section("gpu_notebooks", lambda: gpu_notebooks(sizes, root, text, work))
     compiled = [(b, cl, True) for b, cl in sizes.compiled]
     check.section("throughput_compiled", lambda: throughput(check, common, root, compiled))
 
