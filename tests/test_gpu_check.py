@@ -53,6 +53,7 @@ FIGURES = {  # section -> the figures it must write, GPU run and dry run alike
 RUN_FIGURES = ["loop_pairs_per_s", "step_pairs_per_s", "peak_memory_mb", "epoch_seconds_estimate"]
 
 
+@pytest.mark.course  # a minute: the long tier, with the gpu track's chain
 @pytest.mark.slow
 def test_cpu_dry_run_writes_every_figure_and_passes(tmp_path: Path) -> None:
     out = tmp_path / "out"
