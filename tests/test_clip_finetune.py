@@ -160,7 +160,17 @@ def test_export_of_a_pretrained_clip_matches_it(clip_folder: Path, tmp_path: Pat
     (got,) = image_graph.run(None, {"images": pixels.numpy()})
     torch.testing.assert_close(torch.from_numpy(got), image_embeds, atol=1e-5, rtol=0)
     batch = {k: v.numpy() for k, v in model.tokenize(CAPTIONS).items()}
-    (got,) = ort.InferenceSession(str(out / "text_encoder.onnx"), **options).run(None, batch)
+    text_graph = ort.InferenceSession(str(out / "text_encoder.onnx"), **options)
+    (got,) = text_graph.run(None, batch)
+    torch.testing.assert_close(torch.from_numpy(got), text_embeds, atol=1e-5, rtol=0)
+    # A consumer's road: the exported tokenizer folder, read by AutoTokenizer as for any export
+    # (it pads with the end token, not with 0: the end token is still found first).
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")
+    feeds = tokenizer(CAPTIONS, padding=True, truncation=True, max_length=77, return_tensors="np")
+    assert feeds["input_ids"].tolist() != batch["input_ids"].tolist()  # another padding
+    (got,) = text_graph.run(None, {name: feeds[name] for name in batch})
     torch.testing.assert_close(torch.from_numpy(got), text_embeds, atol=1e-5, rtol=0)
     recipe = json.loads((out / "preprocess.json").read_text())
     assert recipe["image"]["interpolation"] == "bicubic" and recipe["scale"] == pytest.approx(100)

@@ -20,6 +20,7 @@ Taught in ``notebooks/09_clip_from_scratch.ipynb``.
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,22 @@ class CaptionTokenizer:
         return {"input_ids": rows}
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``vocab.json`` and ``merges.txt``, as ``CLIPModel.save`` asks of a tokenizer."""
-        self.bpe.save(directory)
+        """Write ``vocab.json`` and ``merges.txt``, as ``CLIPModel.save`` asks of a tokenizer,
+        and beside them transformers' ``tokenizer.json`` and ``tokenizer_config.json``.
+
+        Why the second pair: whoever reads the folder elsewhere (an ONNX export's consumer,
+        ``AutoTokenizer.from_pretrained``, the ``tokenizers`` library in another language) finds
+        the same tokenizer every other checkpoint ships; our own loading reads only the first
+        pair. transformers' fast CLIP tokenizer gives ``BPETokenizer``'s ids except on HTML
+        escapes such as ``&amp;``, which only OpenAI's cleaning undoes (``clean_text``).
+        """
+        from transformers import CLIPTokenizerFast  # the same class in transformers 4 and 5
+
+        with tempfile.TemporaryDirectory() as files:  # only our two files: nothing older read
+            self.bpe.save(files)
+            hf = CLIPTokenizerFast.from_pretrained(files, model_max_length=self.context_length)
+        hf.save_pretrained(directory)
+        self.bpe.save(directory)  # ours last: the files our loading reads stay byte for byte ours
 
 
 class CLIPImageTower(nn.Module):
