@@ -253,6 +253,7 @@ def gpu_tests(cpu: bool) -> tuple[dict, bool]:
         if "mark.gpu" in p.read_text()
     ]
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"]
+    command += ["-o", "addopts=--strict-markers"]  # pyproject's --dist would need pytest-xdist
     result = subprocess.run(
         [*command, *files], cwd=REPO, capture_output=True, text=True, timeout=240
     )

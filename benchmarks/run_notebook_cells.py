@@ -57,6 +57,8 @@ def display_stand_in() -> None:
             setattr(module, name, type(name, (Shown,), {}))
         package = types.ModuleType("IPython")
         package.display = module
+        # matplotlib asks a loaded IPython for its shell and its version: none, and a recent one
+        package.get_ipython, package.version_info = lambda: None, (9, 0, 0)
         sys.modules.update({"IPython": package, "IPython.display": module})
 
 

@@ -130,6 +130,8 @@ def test_notebook_cells_run_in_one_namespace_without_ipython(tmp_path: Path) -> 
 
     cells = [cell("from IPython.display import SVG, display\nx = 41"), cell("display(SVG(x))")]
     cells += [{"cell_type": "markdown", "source": "x = 0", "metadata": {}}, cell("print(x + 1)")]
+    # pyplot asks a loaded IPython for its shell when it picks a backend: the stand-in has none
+    cells += [cell("import matplotlib.pyplot as plt\nplt.plot([x]); plt.show()")]
     notebook = tmp_path / "n.ipynb"
     notebook.write_text(json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5}))
     hidden = tmp_path / "no_ipython" / "IPython"  # the GPU machine's Python: no IPython
@@ -141,7 +143,7 @@ def test_notebook_cells_run_in_one_namespace_without_ipython(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[:2] == ["<SVG (41,)>", "42"]  # the stand-in displayed; markdown not run
-    assert json.loads(lines[-1])["cells"] == 3
+    assert json.loads(lines[-1])["cells"] == 4
 
     notebook.write_text(json.dumps({"cells": [cell("x = 1"), cell("1 / 0")], "nbformat": 4}))
     result = subprocess.run([*script, str(notebook)], capture_output=True, text=True, env=env)
