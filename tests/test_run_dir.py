@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from simpleclip.cli import main
+from simpleclip.paths import shown_path
 from simpleclip.train import train
 from simpleclip.train.run_dir import LOCK, RunDirBusy, claim_run_dir, remove_run_files, run_files
 
@@ -66,7 +67,8 @@ def test_a_second_run_is_refused_and_overwrite_replaces_it(
     assert _snapshot(out) == first  # byte for byte: checkpoints, metrics, config
 
     assert main([*command, "--set", "train.epochs=2", "--overwrite"]) == 0
-    assert f"Replacing the earlier run in {out}" in capsys.readouterr().out
+    # shown as printed paths are (relative when the checkout sits beside the temporary folder)
+    assert f"Replacing the earlier run in {shown_path(out)}" in capsys.readouterr().out
     lines = (out / "metrics.jsonl").read_text().splitlines()
     epochs = [json.loads(line)["epoch"] for line in lines]
     assert epochs == [1, 2]  # a fresh run, not the old one's lines plus new ones
